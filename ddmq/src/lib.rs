@@ -1,0 +1,11 @@
+//! # ddmq: serverless file-per-message queue with priorities, ack timeouts, requeue and expiry
+//!
+//! **Not implemented yet.** This crate is a placeholder in the workspace so that the
+//! layout, the lints and the facade's URL table are in place; it exports no API and
+//! does no I/O. Its implementation is tracked by issue #6, and its specification is
+//! `specs/ddmq.md` in the project's shared design folder.
+//!
+//! Until then, `mq_facade::open_producer("ddmq://…")` answers with a clear
+//! `Error::BackendUnavailable` instead of pretending to work.
+
+#![forbid(unsafe_code)]

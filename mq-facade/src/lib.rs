@@ -1,0 +1,88 @@
+//! # mq-facade: one Producer/Consumer interface over every queue of the workspace
+//!
+//! An application written against [`Producer`] and [`Consumer`] swaps its queue by
+//! changing a URL:
+//!
+//! ```
+//! use mq_facade::{open_consumer, open_producer, Durability};
+//!
+//! let mut tx = open_producer("mem://orders?capacity=1000")?;
+//! let mut rx = open_consumer("mem://orders")?;
+//! tx.send(b"order 1")?;
+//! tx.flush(Durability::Buffered)?; // the strongest level mem reaches
+//! let msg = rx.recv()?;
+//! assert_eq!(msg.payload, b"order 1");
+//! rx.ack(msg.tag())?;
+//! # Ok::<(), mq_facade::Error>(())
+//! ```
+//!
+//! ## The contract
+//!
+//! Every backend promises the same things, and says through [`Capabilities`] which of the
+//! optional features it has. Nothing is silently ignored: a [`SendOptions`] field or a
+//! [`Durability`] level the backend cannot honour is [`Error::Unsupported`].
+//!
+//! | call | blocks | on an empty / full queue | guarantee |
+//! |---|---|---|---|
+//! | [`Producer::send`] | while full | waits | `Ok` = the queue holds it (at [`Receipt::durability`]) |
+//! | [`Producer::try_send`] | no | [`Error::Full`] | as `send` |
+//! | [`Producer::send_timeout`] | until the deadline | [`Error::Timeout`] | as `send` |
+//! | [`Producer::send_batch`] | one deadline for all | [`Error::PartialBatch`] says how many went | in order |
+//! | [`Producer::flush`] | until reached | | everything sent before is at the level asked |
+//! | [`Consumer::recv`] | until a message | waits | highest priority first, FIFO within one |
+//! | [`Consumer::try_recv`] | no | `Ok(None)` | as `recv` |
+//! | [`Consumer::recv_timeout`] | until the deadline | `Ok(None)` | as `recv` |
+//! | [`Consumer::iter`] / [`Consumer::try_iter`] | per item / no | ends | as `recv` |
+//! | [`Consumer::ack`] / [`Consumer::nack`] | no | | ack: never delivered again; nack(requeue): delivered again, marked [`Meta::redelivered`] |
+//!
+//! **Delivery.** On backends with [`Capabilities::ack`], delivery is at-least-once: a
+//! message is held for its consumer until acknowledged, and comes back if it is nacked with
+//! requeue, if its [`SendOptions::ack_timeout`] passes, or if the consumer is dropped.
+//! Without acks, a receive consumes the message (at-most-once). On
+//! [`Delivery::Broadcast`] backends every consumer receives every message sent after it
+//! connected; on [`Delivery::Competing`] ones each message goes to one consumer.
+//!
+//! **Ordering.** Messages of one producer with equal priority are delivered in send order;
+//! different producers interleave. Higher [`SendOptions::priority`] is delivered first.
+//!
+//! **Durability.** [`Producer::flush`]`(level)` returning `Ok` means everything sent before
+//! it is at least at `level`: [`Durability::Written`] survives a crash of the process,
+//! [`Durability::Synced`] survives power loss (fsync'd or broker-confirmed). Asking for
+//! more than [`Capabilities::durability`] is an error, never a quiet downgrade.
+//!
+//! ## Backends
+//!
+//! | scheme | crate | status |
+//! |---|---|---|
+//! | `mem://NAME` | [`mem`] (this crate) | available (feature `mem`, default) |
+//! | `dmq://`, `ddmq://`, `dsmq://`, `shmq://`, `duraqueue://`, `amqp://` | the workspace's backends | adapters not implemented yet: [`Error::BackendUnavailable`] |
+//!
+//! ## Features
+//!
+//! - `mem` (default): the in-process backend.
+//! - `tokio`: [`AsyncProducer`] / [`AsyncConsumer`] and the [`Offload`] adapter.
+//! - `conformance`: the public conformance suite [`conformance`], for any backend.
+
+#![forbid(unsafe_code)]
+
+mod error;
+mod open;
+mod traits;
+mod types;
+
+#[cfg(feature = "tokio")]
+mod asynchronous;
+#[cfg(feature = "conformance")]
+pub mod conformance;
+#[cfg(feature = "mem")]
+pub mod mem;
+
+pub use error::{Error, Result};
+pub use open::{open_consumer, open_producer};
+pub use traits::{Consumer, Iter, Producer};
+pub use types::{
+    Capabilities, Delivery, Durability, Message, Meta, Overflow, Receipt, SendOptions, Tag, Wait,
+};
+
+#[cfg(feature = "tokio")]
+pub use asynchronous::{AsyncConsumer, AsyncProducer, BoxFuture, Offload};

@@ -1,0 +1,287 @@
+//! Opening a queue by URL: the scheme picks the backend, the rest its queue and options.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use url::Url;
+
+use crate::{Consumer, Error, Producer, Result};
+
+/// Every scheme the facade knows, with the feature that compiles its adapter in
+/// (`None`: no adapter exists yet, whatever the features).
+const SCHEMES: &[(&str, Option<&str>)] = &[
+    ("mem", Some("mem")),
+    ("dmq", None),
+    ("ddmq", None),
+    ("dsmq", None),
+    ("shmq", None),
+    ("duraqueue", None),
+    ("amqp", None),
+];
+
+/// Opens the sending side of the queue at `url`.
+///
+/// | URL | backend |
+/// |---|---|
+/// | `mem://NAME?capacity=N&max_message_size=BYTES&max_priority=P` | [`mem`](crate::mem) (feature `mem`, default) |
+/// | `dmq://`, `ddmq://`, `dsmq://`, `shmq://`, `duraqueue://`, `amqp://` | not available yet: [`Error::BackendUnavailable`] |
+///
+/// Errors: [`Error::InvalidUrl`] naming the bad part (scheme, name, parameter and value),
+/// [`Error::BackendUnavailable`] when the backend is not compiled in, or the backend's own
+/// error when opening fails.
+///
+/// ```
+/// let mut producer: Box<dyn mq_facade::Producer> = mq_facade::open_producer("mem://doc-orders")?;
+/// producer.send(b"hello")?;
+/// let mut consumer = mq_facade::open_consumer("mem://doc-orders")?;
+/// assert_eq!(consumer.recv()?.payload, b"hello");
+/// # Ok::<(), mq_facade::Error>(())
+/// ```
+pub fn open_producer(url: &str) -> Result<Box<dyn Producer>> {
+    match Target::parse(url)? {
+        #[cfg(feature = "mem")]
+        Target::Mem(queue) => Ok(Box::new(queue.producer())),
+    }
+}
+
+/// Opens the receiving side of the queue at `url`; see [`open_producer`] for the URLs.
+pub fn open_consumer(url: &str) -> Result<Box<dyn Consumer>> {
+    match Target::parse(url)? {
+        #[cfg(feature = "mem")]
+        Target::Mem(queue) => Ok(Box::new(queue.consumer())),
+    }
+}
+
+/// A parsed URL, ready to open.
+enum Target {
+    #[cfg(feature = "mem")]
+    Mem(crate::mem::MemQueue),
+}
+
+impl Target {
+    fn parse(raw: &str) -> Result<Target> {
+        let url = Url::parse(raw).map_err(|e| invalid(raw, e.to_string()))?;
+        let scheme = url.scheme();
+        let Some(&(_, feature)) = SCHEMES.iter().find(|(name, _)| *name == scheme) else {
+            let known: Vec<&str> = SCHEMES.iter().map(|(name, _)| *name).collect();
+            return Err(invalid(
+                raw,
+                format!("unknown scheme `{scheme}` (known: {})", known.join(", ")),
+            ));
+        };
+        let mut params = Params::new(raw, &url)?;
+        match scheme {
+            #[cfg(feature = "mem")]
+            "mem" => {
+                let name = single_name(raw, &url)?;
+                let wanted = crate::mem::Requested {
+                    capacity: params.take("capacity")?,
+                    max_message_size: params.take("max_message_size")?,
+                    max_priority: params.take("max_priority")?,
+                };
+                params.finish()?;
+                Ok(Target::Mem(crate::mem::MemQueue::open_requested(
+                    &name, &wanted,
+                )?))
+            }
+            _ => Err(Error::BackendUnavailable {
+                scheme: scheme.to_owned(),
+                hint: match feature {
+                    Some(feature) => format!("enable the `{feature}` feature of mq-facade").into(),
+                    None => "its facade adapter is not implemented yet".into(),
+                },
+            }),
+        }
+    }
+}
+
+fn invalid(url: &str, reason: impl Into<String>) -> Error {
+    Error::InvalidUrl {
+        url: url.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// The queue name of `scheme://NAME`: a host and nothing else (no path, user or port).
+#[cfg_attr(not(feature = "mem"), allow(dead_code))]
+fn single_name(raw: &str, url: &Url) -> Result<String> {
+    let name = url.host_str().unwrap_or_default();
+    if name.is_empty() {
+        return Err(invalid(
+            raw,
+            format!("missing queue name: expected {}://NAME", url.scheme()),
+        ));
+    }
+    if !matches!(url.path(), "" | "/") {
+        return Err(invalid(
+            raw,
+            format!("unexpected path `{}` after the queue name", url.path()),
+        ));
+    }
+    if url.port().is_some() || !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(raw, "a queue name takes no port, user or password"));
+    }
+    if url.fragment().is_some() {
+        return Err(invalid(raw, "unexpected fragment `#...`"));
+    }
+    Ok(name.to_owned())
+}
+
+/// Query parameters, taken one by one with their types; whatever is left over is an error.
+struct Params<'a> {
+    raw: &'a str,
+    pairs: BTreeMap<String, String>,
+}
+
+impl<'a> Params<'a> {
+    fn new(raw: &'a str, url: &Url) -> Result<Self> {
+        let mut pairs = BTreeMap::new();
+        for (key, value) in url.query_pairs() {
+            if pairs.insert(key.to_string(), value.to_string()).is_some() {
+                return Err(invalid(raw, format!("parameter `{key}` given twice")));
+            }
+        }
+        Ok(Params { raw, pairs })
+    }
+
+    /// Removes `key` and parses its value as `T`.
+    #[cfg_attr(not(feature = "mem"), allow(dead_code))]
+    fn take<T: FromStr>(&mut self, key: &str) -> Result<Option<T>>
+    where
+        T::Err: std::fmt::Display,
+    {
+        let Some(value) = self.pairs.remove(key) else {
+            return Ok(None);
+        };
+        value.parse().map(Some).map_err(|e| {
+            invalid(
+                self.raw,
+                format!(
+                    "parameter `{key}`: `{value}` is not a valid {}: {e}",
+                    std::any::type_name::<T>()
+                ),
+            )
+        })
+    }
+
+    /// Fails on the first parameter no one took.
+    #[cfg_attr(not(feature = "mem"), allow(dead_code))]
+    fn finish(self) -> Result<()> {
+        match self.pairs.keys().next() {
+            Some(key) => Err(invalid(self.raw, format!("unknown parameter `{key}`"))),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(url: &str) -> String {
+        match open_producer(url) {
+            Err(Error::InvalidUrl { url: u, reason }) => {
+                assert_eq!(u, url);
+                reason
+            }
+            Err(other) => panic!("{url}: expected InvalidUrl, got {other}"),
+            Ok(_) => panic!("{url}: expected an error"),
+        }
+    }
+
+    #[test]
+    fn malformed_urls_name_the_bad_part() {
+        assert!(reason("not a url").contains("relative URL without a base"));
+        assert_eq!(
+            reason("kafka://broker/topic"),
+            "unknown scheme `kafka` (known: mem, dmq, ddmq, dsmq, shmq, duraqueue, amqp)"
+        );
+        assert_eq!(
+            reason("mem://q?capacity=10&capacity=20"),
+            "parameter `capacity` given twice"
+        );
+    }
+
+    #[cfg(feature = "mem")]
+    #[test]
+    fn mem_urls_are_checked_part_by_part() {
+        assert_eq!(reason("mem://"), "missing queue name: expected mem://NAME");
+        assert_eq!(
+            reason("mem://q/sub"),
+            "unexpected path `/sub` after the queue name"
+        );
+        assert_eq!(
+            reason("mem://q:80"),
+            "a queue name takes no port, user or password"
+        );
+        assert_eq!(
+            reason("mem://q?capacity=ten"),
+            "parameter `capacity`: `ten` is not a valid usize: invalid digit found in string"
+        );
+        assert_eq!(
+            reason("mem://q?max_priority=300"),
+            "parameter `max_priority`: `300` is not a valid u8: number too large to fit in target type"
+        );
+        assert_eq!(
+            reason("mem://q?capacity=5&colour=red"),
+            "unknown parameter `colour`"
+        );
+    }
+
+    #[cfg(feature = "mem")]
+    #[test]
+    fn mem_url_parameters_reach_the_queue() {
+        let p = open_producer("mem://open-params?capacity=7&max_message_size=64&max_priority=3")
+            .unwrap();
+        let caps = p.capabilities();
+        assert_eq!(
+            (caps.capacity, caps.max_message_size, caps.max_priority),
+            (Some(7), Some(64), Some(3))
+        );
+        // Omitted limits take the existing queue's; a given one must match it.
+        let same = open_consumer("mem://open-params").unwrap();
+        assert_eq!(same.capabilities(), caps);
+        let err = open_consumer("mem://open-params?capacity=8&max_priority=3")
+            .err()
+            .expect("capacity differs");
+        assert_eq!(
+            err.to_string(),
+            "mem backend: queue open-params already exists with capacity 7, not 8"
+        );
+        crate::mem::MemQueue::open(
+            "open-params",
+            &crate::mem::MemConfig::default()
+                .capacity(7)
+                .max_message_size(64)
+                .max_priority(3),
+        )
+        .unwrap()
+        .delete();
+    }
+
+    #[test]
+    fn backends_without_an_adapter_say_so() {
+        for url in [
+            "dmq:///tmp/q",
+            "ddmq:///tmp/q",
+            "dsmq://127.0.0.1:30008/t",
+            "shmq://0x5151",
+        ] {
+            let err = open_consumer(url).err().expect("no adapter yet");
+            assert!(
+                matches!(&err, Error::BackendUnavailable { hint, .. } if hint.contains("not implemented yet")),
+                "{url}: {err}"
+            );
+        }
+    }
+
+    #[cfg(not(feature = "mem"))]
+    #[test]
+    fn a_backend_compiled_out_names_its_feature() {
+        let err = open_producer("mem://q").err().expect("mem is compiled out");
+        assert_eq!(
+            err.to_string(),
+            "backend `mem` is not available in this build: enable the `mem` feature of mq-facade"
+        );
+    }
+}

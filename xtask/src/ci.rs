@@ -1,0 +1,97 @@
+//! `cargo xtask ci`: the whole test gate, step by step, with a summary.
+
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+use crate::cargo;
+
+/// One step of the gate: a name and the command.
+struct Step {
+    name: &'static str,
+    command: Command,
+}
+
+fn step(name: &'static str, args: &[&str]) -> Step {
+    let mut command = cargo();
+    command.args(args);
+    Step { name, command }
+}
+
+fn steps() -> Vec<Step> {
+    let mut doc = step(
+        "docs build without warnings",
+        &["doc", "--workspace", "--all-features", "--no-deps"],
+    );
+    doc.command.env("RUSTDOCFLAGS", "-D warnings");
+    vec![
+        step("format", &["fmt", "--all", "--check"]),
+        step(
+            "clippy",
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--all-features",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+        step(
+            "tests, all features",
+            &["test", "--workspace", "--all-features"],
+        ),
+        // The paths that only exist with a feature off (e.g. "backend not compiled in").
+        step(
+            "tests, mq-facade without default features",
+            &[
+                "test",
+                "--package",
+                "mq-facade",
+                "--no-default-features",
+                "--lib",
+            ],
+        ),
+        doc,
+        step("conformance table", &["xtask", "conformance"]),
+    ]
+}
+
+pub(crate) fn run() -> Result<ExitCode> {
+    let started = Instant::now();
+    let steps = steps();
+    let total = steps.len();
+    let mut results = Vec::new();
+    for (i, mut step) in steps.into_iter().enumerate() {
+        eprintln!("\n==> xtask ci [{}/{total}] {}", i + 1, step.name);
+        let step_started = Instant::now();
+        let status = step
+            .command
+            .status()
+            .with_context(|| format!("cannot start {}", step.name))?;
+        let seconds = step_started.elapsed().as_secs_f64();
+        results.push((step.name, status.success(), seconds));
+        if !status.success() {
+            eprintln!("==> {} failed ({status})", step.name);
+        }
+    }
+    eprintln!(
+        "\n==> xtask ci summary ({:.0} s)",
+        started.elapsed().as_secs_f64()
+    );
+    for (name, ok, seconds) in &results {
+        eprintln!(
+            "  {:4}  {seconds:6.1} s  {name}",
+            if *ok { "ok" } else { "FAIL" }
+        );
+    }
+    let failed = results.iter().filter(|(_, ok, _)| !ok).count();
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("xtask ci: {failed} of {total} steps failed");
+        ExitCode::FAILURE
+    })
+}

@@ -1,0 +1,66 @@
+//! The workspace's automation, run as `cargo xtask <command>`.
+//!
+//! - `conformance [--backend NAME] [--json]`: runs the conformance suite and prints the
+//!   backend × case table (pass / FAIL / n/a); exits non-zero on any failure.
+//! - `ci`: the whole test gate, as CI runs it.
+
+#![forbid(unsafe_code)]
+
+mod ci;
+mod conformance;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Automation for the queue workspace",
+    version
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every backend through the conformance suite and print the backend × case table.
+    Conformance(conformance::Args),
+    /// Run the whole test gate: fmt check, clippy -D warnings, all tests with all features,
+    /// the feature-off tests, docs with warnings denied, and the conformance table.
+    Ci,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Conformance(args) => conformance::run(&args),
+        Command::Ci => ci::run(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (xtask lives one level below it).
+fn workspace_root() -> PathBuf {
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .parent()
+        .map_or_else(|| manifest_dir.clone(), PathBuf::from)
+}
+
+/// The cargo that runs us (the same toolchain), or `cargo` from PATH.
+fn cargo() -> std::process::Command {
+    let mut command =
+        std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    command.current_dir(workspace_root());
+    command
+}
