@@ -175,3 +175,28 @@ impl<C: Consumer + Send + 'static> AsyncConsumer for Offload<C> {
         self.capabilities.clone()
     }
 }
+
+#[cfg(all(test, feature = "mem"))]
+mod tests {
+    use super::*;
+    use crate::mem::{MemConfig, MemQueue};
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_blocking_receive_does_not_stall_the_runtime() {
+        let queue = MemQueue::open("async-unit", &MemConfig::default()).unwrap();
+        let mut rx = Offload::consumer(queue.consumer());
+        let mut tx = Offload::producer(queue.producer());
+        // On a single-threaded runtime, this send can only run if the pending receive
+        // waits on the blocking pool rather than on the runtime's one thread.
+        let sender = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            tx.send(b"late".to_vec()).await
+        });
+        let msg = rx.recv_with(Wait::Forever).await.unwrap().unwrap();
+        assert_eq!(msg.payload, b"late");
+        sender.await.unwrap().unwrap();
+        rx.ack(msg.tag()).await.unwrap();
+        assert!(matches!(rx.ack(msg.tag()).await, Err(Error::UnknownTag(_))));
+        queue.delete();
+    }
+}

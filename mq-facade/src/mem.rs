@@ -668,6 +668,7 @@ impl Drop for MemConsumer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Message;
 
     fn queue(name: &str, config: MemConfig) -> MemQueue {
         let q = MemQueue::open(&format!("mem-unit-{name}"), &config).unwrap();
@@ -773,5 +774,57 @@ mod tests {
             "double ack"
         );
         q.delete();
+    }
+
+    #[test]
+    fn a_batch_that_fills_the_queue_says_how_many_went() {
+        let q = queue("partial-batch", MemConfig::default().capacity(2));
+        let mut tx = q.producer();
+        let batch: [&[u8]; 3] = [b"a", b"b", b"c"];
+        let err = tx
+            .send_batch(&batch, &SendOptions::new(), Wait::NoWait)
+            .unwrap_err();
+        match err {
+            Error::PartialBatch {
+                sent: 2,
+                total: 3,
+                source,
+            } => {
+                assert!(
+                    matches!(*source, Error::Full { capacity: 2, .. }),
+                    "{source}"
+                );
+            }
+            other => panic!("expected PartialBatch, got {other}"),
+        }
+        assert_eq!(q.ready(), 2);
+        // A batch whose first message fails reports that error plainly.
+        let err = tx
+            .send_batch(&batch, &SendOptions::new(), Wait::NoWait)
+            .unwrap_err();
+        assert!(matches!(err, Error::Full { .. }), "{err}");
+        q.delete();
+    }
+
+    #[test]
+    fn the_blocking_iterator_ends_after_the_queue_is_closed() {
+        let q = queue("iter-closed", MemConfig::default());
+        let mut tx = q.producer();
+        tx.send(b"one").unwrap();
+        tx.send(b"two").unwrap();
+        let mut rx = q.consumer();
+        let closer = {
+            let q = q.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                q.delete();
+            })
+        };
+        let items: Vec<Result<Message>> = rx.iter().collect();
+        closer.join().unwrap();
+        assert_eq!(items.len(), 3, "two messages, then the error: {items:?}");
+        assert_eq!(items[0].as_ref().unwrap().payload, b"one");
+        assert_eq!(items[1].as_ref().unwrap().payload, b"two");
+        assert!(matches!(items[2], Err(Error::Closed { .. })));
     }
 }

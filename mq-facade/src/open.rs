@@ -69,10 +69,10 @@ impl Target {
                 format!("unknown scheme `{scheme}` (known: {})", known.join(", ")),
             ));
         };
-        let mut params = Params::new(raw, &url)?;
         match scheme {
             #[cfg(feature = "mem")]
             "mem" => {
+                let mut params = Params::new(raw, &url)?;
                 let name = single_name(raw, &url)?;
                 let wanted = crate::mem::Requested {
                     capacity: params.take("capacity")?,
@@ -128,11 +128,13 @@ fn single_name(raw: &str, url: &Url) -> Result<String> {
 }
 
 /// Query parameters, taken one by one with their types; whatever is left over is an error.
+#[cfg_attr(not(feature = "mem"), allow(dead_code))]
 struct Params<'a> {
     raw: &'a str,
     pairs: BTreeMap<String, String>,
 }
 
+#[cfg_attr(not(feature = "mem"), allow(dead_code))]
 impl<'a> Params<'a> {
     fn new(raw: &'a str, url: &Url) -> Result<Self> {
         let mut pairs = BTreeMap::new();
@@ -145,7 +147,6 @@ impl<'a> Params<'a> {
     }
 
     /// Removes `key` and parses its value as `T`.
-    #[cfg_attr(not(feature = "mem"), allow(dead_code))]
     fn take<T: FromStr>(&mut self, key: &str) -> Result<Option<T>>
     where
         T::Err: std::fmt::Display,
@@ -165,7 +166,6 @@ impl<'a> Params<'a> {
     }
 
     /// Fails on the first parameter no one took.
-    #[cfg_attr(not(feature = "mem"), allow(dead_code))]
     fn finish(self) -> Result<()> {
         match self.pairs.keys().next() {
             Some(key) => Err(invalid(self.raw, format!("unknown parameter `{key}`"))),
@@ -196,16 +196,16 @@ mod tests {
             reason("kafka://broker/topic"),
             "unknown scheme `kafka` (known: mem, dmq, ddmq, dsmq, shmq, duraqueue, amqp)"
         );
-        assert_eq!(
-            reason("mem://q?capacity=10&capacity=20"),
-            "parameter `capacity` given twice"
-        );
     }
 
     #[cfg(feature = "mem")]
     #[test]
     fn mem_urls_are_checked_part_by_part() {
         assert_eq!(reason("mem://"), "missing queue name: expected mem://NAME");
+        assert_eq!(
+            reason("mem://q?capacity=10&capacity=20"),
+            "parameter `capacity` given twice"
+        );
         assert_eq!(
             reason("mem://q/sub"),
             "unexpected path `/sub` after the queue name"

@@ -45,6 +45,18 @@ fn steps() -> Vec<Step> {
         ),
         // The paths that only exist with a feature off (e.g. "backend not compiled in").
         step(
+            "clippy, mq-facade without default features",
+            &[
+                "clippy",
+                "--package",
+                "mq-facade",
+                "--no-default-features",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+        step(
             "tests, mq-facade without default features",
             &[
                 "test",

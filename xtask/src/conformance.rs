@@ -208,7 +208,7 @@ mod tests {
         let (cases, rows) = parse_report(&report()).unwrap();
         let table = render_table(&cases, &rows);
         let expected = "\
-case         mem   disk
+case        mem   disk
 ----------  ----  ----
 fifo_order  pass  FAIL
 ttl_expiry  n/a   pass

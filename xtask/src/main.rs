@@ -30,7 +30,7 @@ enum Command {
     /// Run every backend through the conformance suite and print the backend × case table.
     Conformance(conformance::Args),
     /// Run the whole test gate: fmt check, clippy -D warnings, all tests with all features,
-    /// the feature-off tests, docs with warnings denied, and the conformance table.
+    /// the feature-off clippy and tests, docs with warnings denied, and the conformance table.
     Ci,
 }
 
