@@ -270,9 +270,9 @@ impl MemQueue {
         state.closed = true;
         state.ready.clear();
         state.in_flight.clear();
-        drop(state);
-        self.shared.not_empty.notify_all();
-        self.shared.not_full.notify_all();
+        state.wake.all_receivers = true;
+        state.wake.all_senders = true;
+        self.shared.unlock(state);
     }
 
     /// The capabilities of every handle of this queue.
@@ -298,8 +298,8 @@ type ReadyKey = (Reverse<u8>, u64);
 struct State {
     ready: BTreeMap<ReadyKey, Entry>,
     in_flight: HashMap<u64, InFlight>,
-    /// (deadline, tag) of deliveries sent with an ack timeout; entries whose tag was
-    /// acknowledged meanwhile are skipped when they come up.
+    /// (deadline, tag) of deliveries sent with an ack timeout; entries whose tag was settled
+    /// meanwhile are skipped when they come up, and swept when they outnumber live ones.
     ack_deadlines: BinaryHeap<Reverse<(Instant, u64)>>,
     /// Ready entries that carry a TTL; lets a blocked send skip the expiry scan.
     ready_with_ttl: usize,
@@ -307,6 +307,22 @@ struct State {
     next_tag: u64,
     next_consumer: u64,
     closed: bool,
+    /// Wake-ups owed by the changes made under the current lock; paid by `Shared::unlock`.
+    wake: Wake,
+}
+
+/// Whom to notify once the lock is released. Every state change that can end a wait
+/// records its wake-up here, so no path can forget one.
+#[derive(Debug, Default)]
+struct Wake {
+    /// Messages made ready: one receiver each.
+    receivers: usize,
+    /// Every receiver must recompute its timer (an earlier ack deadline appeared).
+    all_receivers: bool,
+    /// Room freed: one sender each.
+    senders: usize,
+    /// Every sender must recompute its timer (a message with a TTL became ready).
+    all_senders: bool,
 }
 
 #[derive(Debug)]
@@ -343,7 +359,10 @@ impl State {
     fn push_ready(&mut self, entry: Entry) {
         if entry.expires.is_some() {
             self.ready_with_ttl += 1;
+            // Its expiry frees room: blocked senders must wake for it.
+            self.wake.all_senders = true;
         }
+        self.wake.receivers += 1;
         self.ready.insert(entry.key(), entry);
     }
 
@@ -360,9 +379,33 @@ impl State {
         self.push_ready(entry);
     }
 
-    /// Gives back deliveries whose ack deadline passed; returns how many.
-    fn requeue_overdue(&mut self, now: Instant) -> usize {
-        let mut requeued = 0;
+    /// Removes a delivery for good (ack, nack without requeue): its room is free.
+    fn forget(&mut self, _held: InFlight) {
+        self.wake.senders += 1;
+        // Deadlines of settled tags are skipped lazily; sweep them when they pile up.
+        if self.ack_deadlines.len() > 2 * self.in_flight.len() + 64 {
+            let live = &self.in_flight;
+            self.ack_deadlines
+                .retain(|Reverse((_, tag))| live.contains_key(tag));
+        }
+    }
+
+    fn hold(&mut self, tag: u64, entry: Entry, consumer: u64, now: Instant) {
+        if let Some(at) = entry.ack_timeout.and_then(|t| now.checked_add(t)) {
+            if self
+                .earliest_ack_deadline()
+                .is_none_or(|earliest| at < earliest)
+            {
+                // Waiting receivers set their timers by the earliest deadline.
+                self.wake.all_receivers = true;
+            }
+            self.ack_deadlines.push(Reverse((at, tag)));
+        }
+        self.in_flight.insert(tag, InFlight { entry, consumer });
+    }
+
+    /// Gives back deliveries whose ack deadline passed.
+    fn requeue_overdue(&mut self, now: Instant) {
         while let Some(&Reverse((deadline, tag))) = self.ack_deadlines.peek() {
             if deadline > now {
                 break;
@@ -370,39 +413,36 @@ impl State {
             self.ack_deadlines.pop();
             if let Some(held) = self.in_flight.remove(&tag) {
                 self.requeue(held.entry);
-                requeued += 1;
             }
         }
-        requeued
     }
 
-    /// Drops expired ready messages; returns how many.
-    fn discard_expired(&mut self, now: Instant) -> usize {
+    /// Drops expired ready messages.
+    fn discard_expired(&mut self, now: Instant) {
         if self.ready_with_ttl == 0 {
-            return 0;
+            return;
         }
         let before = self.ready.len();
         self.ready.retain(|_, entry| !entry.expired(now));
         let discarded = before - self.ready.len();
         self.ready_with_ttl -= discarded;
-        discarded
+        self.wake.senders += discarded;
     }
 
-    /// Drops the oldest ready message of the lowest priority.
-    fn discard_oldest(&mut self) -> bool {
+    /// Drops the oldest ready message of the lowest priority (room for the caller's send).
+    fn discard_oldest(&mut self) {
         let Some((&(lowest, _), _)) = self.ready.last_key_value() else {
-            return false;
+            return;
         };
         // The last key has the lowest priority; the first key of that priority is its oldest.
         let Some((&oldest, _)) = self.ready.range((lowest, 0)..).next() else {
-            return false;
+            return;
         };
         if let Some(entry) = self.ready.remove(&oldest)
             && entry.expires.is_some()
         {
             self.ready_with_ttl -= 1;
         }
-        true
     }
 
     /// The earliest TTL deadline of a ready message (a scan, done only by blocked sends).
@@ -418,9 +458,37 @@ impl State {
     }
 }
 
+/// The earlier of two optional instants (`None` = never).
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         lock(&self.state)
+    }
+
+    /// Releases the lock, then pays the wake-ups the changes made under it owe.
+    fn unlock(&self, mut state: MutexGuard<'_, State>) {
+        let wake = std::mem::take(&mut state.wake);
+        drop(state);
+        if wake.all_receivers {
+            self.not_empty.notify_all();
+        } else {
+            for _ in 0..wake.receivers {
+                self.not_empty.notify_one();
+            }
+        }
+        if wake.all_senders {
+            self.not_full.notify_all();
+        } else {
+            for _ in 0..wake.senders {
+                self.not_full.notify_one();
+            }
+        }
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -434,13 +502,20 @@ impl Shared {
         }
     }
 
-    /// Waits on `condvar` until `until` (or forever), returning the guard.
+    /// Waits on `condvar` until `until` (or forever), returning the guard. Wake-ups owed
+    /// by this holder's changes are paid first: a waiter must never sit on them.
     fn wait<'a>(
-        &self,
+        &'a self,
         condvar: &Condvar,
-        state: MutexGuard<'a, State>,
+        mut state: MutexGuard<'a, State>,
         until: Option<Instant>,
     ) -> MutexGuard<'a, State> {
+        if wake_owed(&state.wake) {
+            self.unlock(state);
+            state = self.lock();
+            // Something may have changed while unlocked: let the caller look again.
+            return state;
+        }
         match until {
             None => condvar
                 .wait(state)
@@ -474,21 +549,20 @@ impl Shared {
                 break;
             }
             if wait == Wait::NoWait || options.overflow == Overflow::DropOldest {
+                self.unlock(state);
                 return Err(Error::Full {
                     queue: self.name.clone(),
                     capacity: self.config.capacity,
                 });
             }
             if deadline.is_some_and(|at| at <= Instant::now()) {
+                self.unlock(state);
                 return Err(Error::Timeout {
                     what: format!("room in queue {}", self.name).into(),
                 });
             }
             // Wake when the first held message expires too: that frees room.
-            let until = match (deadline, state.earliest_expiry()) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let until = earliest(deadline, state.earliest_expiry());
             state = self.wait(&self.not_full, state, until);
         }
         let seq = state.next_seq;
@@ -502,8 +576,7 @@ impl Shared {
             ack_timeout: options.ack_timeout,
             redelivered: false,
         });
-        drop(state);
-        self.not_empty.notify_one();
+        self.unlock(state);
         Ok(Receipt::new(Some(seq), Durability::Buffered))
     }
 
@@ -516,51 +589,32 @@ impl Shared {
                 return Err(self.closed_error());
             }
             let now = Instant::now();
-            let requeued = state.requeue_overdue(now);
-            let mut discarded = 0;
+            state.requeue_overdue(now);
             while let Some(entry) = state.pop_ready() {
                 if entry.expired(now) {
-                    discarded += 1;
+                    state.wake.senders += 1;
                     continue;
                 }
+                // This receiver takes one of the messages it would otherwise wake others for.
+                state.wake.receivers = state.wake.receivers.saturating_sub(1);
                 let tag = state.next_tag;
                 state.next_tag += 1;
-                if let Some(at) = entry.ack_timeout.and_then(|t| now.checked_add(t)) {
-                    state.ack_deadlines.push(Reverse((at, tag)));
-                }
                 buf.extend_from_slice(&entry.payload);
                 let meta = Meta::new(Tag::from_raw(tag))
                     .redelivered(entry.redelivered)
                     .priority(Some(entry.priority))
                     .seq(Some(entry.seq));
-                state.in_flight.insert(tag, InFlight { entry, consumer });
-                drop(state);
-                self.wake(requeued.saturating_sub(1), discarded);
+                state.hold(tag, entry, consumer, now);
+                self.unlock(state);
                 return Ok(Some(meta));
             }
-            if discarded > 0 {
-                self.not_full.notify_all();
-            }
             if deadline.is_some_and(|at| at <= now) {
+                self.unlock(state);
                 return Ok(None);
             }
             // Wake for the next ack deadline too: it may requeue a message for us.
-            let until = match (deadline, state.earliest_ack_deadline()) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let until = earliest(deadline, state.earliest_ack_deadline());
             state = self.wait(&self.not_empty, state, until);
-        }
-    }
-
-    /// After a delivery: other consumers for requeued messages we did not take, senders
-    /// for the room expired messages left.
-    fn wake(&self, extra_ready: usize, freed: usize) {
-        for _ in 0..extra_ready {
-            self.not_empty.notify_one();
-        }
-        if freed > 0 {
-            self.not_full.notify_all();
         }
     }
 
@@ -580,12 +634,10 @@ impl Shared {
         };
         if requeue {
             state.requeue(held.entry);
-            drop(state);
-            self.not_empty.notify_one();
         } else {
-            drop(state);
-            self.not_full.notify_one();
+            state.forget(held);
         }
+        self.unlock(state);
         Ok(())
     }
 
@@ -602,11 +654,12 @@ impl Shared {
                 state.requeue(held.entry);
             }
         }
-        drop(state);
-        if !tags.is_empty() {
-            self.not_empty.notify_all();
-        }
+        self.unlock(state);
     }
+}
+
+fn wake_owed(wake: &Wake) -> bool {
+    wake.all_receivers || wake.all_senders || wake.receivers > 0 || wake.senders > 0
 }
 
 /// The producer of a [`MemQueue`].
@@ -826,5 +879,82 @@ mod tests {
         assert_eq!(items[0].as_ref().unwrap().payload, b"one");
         assert_eq!(items[1].as_ref().unwrap().payload, b"two");
         assert!(matches!(items[2], Err(Error::Closed { .. })));
+    }
+
+    /// Far beyond any wake-up the tests below expect: a waiter that is not woken
+    /// sleeps this long and fails the test.
+    const NEVER: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn an_ack_timeout_wakes_a_consumer_that_was_already_waiting() {
+        // Two consumers wait; the send wakes one, which holds the message without acking
+        // (its handle stays alive). The other slept before the ack deadline existed and
+        // must still be woken by it.
+        let q = queue("ack-timeout-waiter", MemConfig::default());
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let mut rx = q.consumer();
+                std::thread::spawn(move || {
+                    let started = Instant::now();
+                    let got = rx.recv_timeout(NEVER).unwrap();
+                    (rx, got, started.elapsed())
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(50));
+        let timeout = SendOptions::new().ack_timeout(Duration::from_millis(100));
+        q.producer().send_with(b"x", &timeout, Wait::NoWait).unwrap();
+        let results: Vec<_> = waiters.into_iter().map(|w| w.join().unwrap()).collect();
+        let mut redelivered = results
+            .iter()
+            .filter_map(|(_, got, waited)| Some((got.as_ref()?, waited)))
+            .filter(|(got, _)| got.meta.redelivered);
+        let (_, waited) = redelivered.next().expect("one waiter gets the redelivery");
+        assert!(*waited < NEVER / 2, "woken only after {waited:?}");
+        q.delete();
+    }
+
+    #[test]
+    fn a_requeued_message_with_a_ttl_wakes_a_blocked_sender_when_it_expires() {
+        let q = queue("ttl-requeue-sender", MemConfig::default().capacity(1));
+        let mut tx = q.producer();
+        tx.send_with(
+            b"short",
+            &SendOptions::new().ttl(Duration::from_millis(200)),
+            Wait::NoWait,
+        )
+        .unwrap();
+        let mut rx = q.consumer();
+        let held = rx.try_recv().unwrap().unwrap();
+        let mut blocked = q.producer();
+        let sender = std::thread::spawn(move || {
+            let started = Instant::now();
+            let sent = blocked.send_timeout(b"next", NEVER);
+            (sent, started.elapsed())
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        rx.nack(held.tag(), true).unwrap();
+        let (sent, waited) = sender.join().unwrap();
+        sent.unwrap();
+        assert!(
+            waited < NEVER / 2,
+            "the expiry woke the sender only after {waited:?}"
+        );
+        q.delete();
+    }
+
+    #[test]
+    fn settled_ack_deadlines_do_not_pile_up() {
+        let q = queue("deadline-sweep", MemConfig::default());
+        let mut tx = q.producer();
+        let mut rx = q.consumer();
+        let options = SendOptions::new().ack_timeout(Duration::from_secs(3600));
+        for _ in 0..1000 {
+            tx.send_with(b"x", &options, Wait::NoWait).unwrap();
+            let m = rx.try_recv().unwrap().unwrap();
+            rx.ack(m.tag()).unwrap();
+        }
+        assert!(q.shared.lock().ack_deadlines.len() <= 64 + 1);
+        q.delete();
     }
 }
