@@ -9,7 +9,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::{
     Capabilities, Consumer, Durability, Error, Message, Producer, Receipt, Result, SendOptions,
@@ -68,8 +68,13 @@ pub trait AsyncConsumer: Send {
 
 /// Runs a synchronous producer or consumer on tokio's blocking pool.
 ///
-/// If a future is dropped before it completes, the call still finishes on its blocking
-/// thread (a send is not half-done); the next call waits for it.
+/// Cancellation (dropping a future before it completes, as `select!` and `timeout` do):
+/// - a send, flush, ack or nack still finishes on its blocking thread: it is never half
+///   done, and the next call on the handle waits for it;
+/// - a receive waits in slices of at most 50 ms, so a dropped receive stops at the end of
+///   the current slice and never blocks other calls (an `ack` meanwhile) for longer;
+///   a message that arrives for a receive that was dropped is kept and returned by the next
+///   receive, never lost.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -85,12 +90,21 @@ pub trait AsyncConsumer: Send {
 /// # Ok(())
 /// # }
 /// ```
-pub struct Offload<T: ?Sized> {
-    inner: Arc<Mutex<T>>,
+pub struct Offload<T> {
+    inner: Arc<Mutex<Held<T>>>,
     capabilities: Capabilities,
 }
 
-impl<T: ?Sized> std::fmt::Debug for Offload<T> {
+/// The wrapped handle and, for consumers, a message whose receive was cancelled.
+struct Held<T> {
+    handle: T,
+    orphan: Option<Message>,
+}
+
+/// The longest a receive holds the handle before it checks whether it was cancelled.
+const RECV_SLICE: Duration = Duration::from_millis(50);
+
+impl<T> std::fmt::Debug for Offload<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Offload")
             .field("backend", &self.capabilities.backend)
@@ -113,9 +127,12 @@ impl<C: Consumer + 'static> Offload<C> {
 }
 
 impl<T: Send + 'static> Offload<T> {
-    fn wrap(capabilities: Capabilities, inner: T) -> Self {
+    fn wrap(capabilities: Capabilities, handle: T) -> Self {
         Offload {
-            inner: Arc::new(Mutex::new(inner)),
+            inner: Arc::new(Mutex::new(Held {
+                handle,
+                orphan: None,
+            })),
             capabilities,
         }
     }
@@ -127,15 +144,60 @@ impl<T: Send + 'static> Offload<T> {
         let inner = Arc::clone(&self.inner);
         let backend = self.capabilities.backend;
         Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
-                let mut guard = inner
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner());
-                call(&mut guard)
-            })
-            .await
-            .map_err(|join| Error::backend(backend, format!("blocking task failed: {join}")))?
+            tokio::task::spawn_blocking(move || call(&mut lock(&inner).handle))
+                .await
+                .map_err(|join| Error::backend(backend, format!("blocking task failed: {join}")))?
         })
+    }
+}
+
+fn lock<T>(inner: &Mutex<Held<T>>) -> std::sync::MutexGuard<'_, Held<T>> {
+    inner
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The blocking side of [`AsyncConsumer::recv_with`] for [`Offload`]: receive in slices,
+/// stop when the caller is gone, and keep a message that arrived for nobody.
+fn recv_in_slices<C: Consumer>(
+    inner: &Mutex<Held<C>>,
+    wait: Wait,
+    reply: tokio::sync::oneshot::Sender<Result<Option<Message>>>,
+) {
+    let deadline = wait.deadline();
+    loop {
+        let mut held = lock(inner);
+        if let Some(message) = held.orphan.take() {
+            if let Err(Ok(Some(message))) = reply.send(Ok(Some(message))) {
+                held.orphan = Some(message);
+            }
+            return;
+        }
+        if reply.is_closed() {
+            return;
+        }
+        let slice_end = Instant::now() + RECV_SLICE;
+        let slice = match deadline {
+            Some(at) if at <= slice_end => Wait::Until(at),
+            _ => Wait::Until(slice_end),
+        };
+        match held.handle.recv_with(slice) {
+            Ok(Some(message)) => {
+                if let Err(Ok(Some(message))) = reply.send(Ok(Some(message))) {
+                    held.orphan = Some(message);
+                }
+                return;
+            }
+            Ok(None) if deadline.is_some_and(|at| Instant::now() >= at) => {
+                let _ = reply.send(Ok(None));
+                return;
+            }
+            Ok(None) => {} // Next slice, after letting other calls take the handle.
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        }
     }
 }
 
@@ -160,7 +222,15 @@ impl<P: Producer + Send + 'static> AsyncProducer for Offload<P> {
 
 impl<C: Consumer + Send + 'static> AsyncConsumer for Offload<C> {
     fn recv_with(&mut self, wait: Wait) -> BoxFuture<'_, Result<Option<Message>>> {
-        self.run(move |c| c.recv_with(wait))
+        let inner = Arc::clone(&self.inner);
+        let backend = self.capabilities.backend;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        tokio::task::spawn_blocking(move || recv_in_slices(&inner, wait, reply));
+        Box::pin(async move {
+            answer.await.map_err(|_| {
+                Error::backend(backend, "the blocking receive ended without an answer")
+            })?
+        })
     }
 
     fn ack(&mut self, tag: Tag) -> BoxFuture<'_, Result<()>> {
@@ -197,6 +267,35 @@ mod tests {
         sender.await.unwrap().unwrap();
         rx.ack(msg.tag()).await.unwrap();
         assert!(matches!(rx.ack(msg.tag()).await, Err(Error::UnknownTag(_))));
+        queue.delete();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cancelled_receive_neither_loses_a_message_nor_blocks_acks() {
+        let queue = MemQueue::open("async-cancel", &MemConfig::default()).unwrap();
+        let mut tx = Offload::producer(queue.producer());
+        let mut rx = Offload::consumer(queue.consumer());
+        tx.send(b"first".to_vec()).await.unwrap();
+        let first = rx.recv_with(Wait::Forever).await.unwrap().unwrap();
+        // A receive that waits forever, cancelled by a timeout.
+        let cancelled =
+            tokio::time::timeout(Duration::from_millis(100), rx.recv_with(Wait::Forever)).await;
+        assert!(cancelled.is_err(), "nothing was there to receive");
+        // Sent at once, while the orphaned receive is likely still in its slice: whichever
+        // receive takes it, the next one must return it.
+        tx.send(b"second".to_vec()).await.unwrap();
+        // The handle is not stuck behind the orphaned receive.
+        tokio::time::timeout(Duration::from_secs(5), rx.ack(first.tag()))
+            .await
+            .expect("ack is not blocked by the cancelled receive")
+            .unwrap();
+        let second = rx
+            .recv_timeout(Duration::from_secs(5))
+            .await
+            .unwrap()
+            .expect("the message is not lost to the cancelled receive");
+        assert_eq!(second.payload, b"second");
+        rx.ack(second.tag()).await.unwrap();
         queue.delete();
     }
 }

@@ -903,7 +903,9 @@ mod tests {
             .collect();
         std::thread::sleep(Duration::from_millis(50));
         let timeout = SendOptions::new().ack_timeout(Duration::from_millis(100));
-        q.producer().send_with(b"x", &timeout, Wait::NoWait).unwrap();
+        q.producer()
+            .send_with(b"x", &timeout, Wait::NoWait)
+            .unwrap();
         let results: Vec<_> = waiters.into_iter().map(|w| w.join().unwrap()).collect();
         let mut redelivered = results
             .iter()

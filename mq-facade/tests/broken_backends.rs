@@ -6,7 +6,8 @@
 //! cases pass on the unbroken backend (the `conformance` runner shows it), so each failure
 //! is the flaw's doing.
 //!
-//! `filelog` is a small durable, cross-process test backend (an append-only file with a
+//! Legitimate backends that differ from the reference must pass: `small_mem` (room for four
+//! messages) and `filelog`, a small durable, cross-process test backend (an append-only file with a
 //! persisted read position) that runs the whole suite, so that the crash case
 //! (`survives_producer_kill`, which kills a child process) is exercised here; its
 //! `lazy-filelog` twin claims durability but keeps sends in memory, and must fail it.
@@ -99,18 +100,30 @@ fn main() -> ExitCode {
             ));
         }
     }
-    let durable = Arc::clone(&file_logs[0]);
-    for case in conformance::cases() {
-        let harness = Arc::clone(&durable);
-        let not_applicable = case.applies(&harness.capabilities()).is_err();
-        let trial = Trial::test(format!("filelog::{}", case.name), move || {
-            let row = run_case(case, harness.as_ref());
-            match row.outcome {
-                Outcome::Fail => Err(row.detail.into()),
-                Outcome::Pass | Outcome::NotApplicable => Ok(()),
-            }
-        });
-        trials.push(trial.with_ignored_flag(not_applicable));
+    // Correct backends unlike mem must pass every case that applies to them: a durable
+    // cross-process one, and mem with room for only four messages.
+    let small_mem: Arc<dyn Harness> = Arc::new(MemHarness::with_config(
+        MemConfig::default()
+            .capacity(4)
+            .max_message_size(1024)
+            .max_priority(3),
+    ));
+    for (label, harness) in [
+        ("filelog", Arc::clone(&file_logs[0])),
+        ("small_mem", small_mem),
+    ] {
+        for case in conformance::cases() {
+            let harness = Arc::clone(&harness);
+            let not_applicable = case.applies(&harness.capabilities()).is_err();
+            let trial = Trial::test(format!("{label}::{}", case.name), move || {
+                let row = run_case(case, harness.as_ref());
+                match row.outcome {
+                    Outcome::Fail => Err(row.detail.into()),
+                    Outcome::Pass | Outcome::NotApplicable => Ok(()),
+                }
+            });
+            trials.push(trial.with_ignored_flag(not_applicable));
+        }
     }
     let lazy = Arc::clone(&file_logs[1]);
     trials.push(Trial::test(

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use super::child::{flushed_payload, spawn_flush_and_kill, unflushed_payload};
 use super::{Case, Failure, Harness};
 use crate::{
-    Capabilities, Consumer, Delivery, Durability, Error, Iter, Message, Overflow, SendOptions, Wait,
+    Capabilities, Consumer, Delivery, Durability, Error, Message, Overflow, Producer, SendOptions,
+    Wait,
 };
 
 /// How long a case waits for a message it expects (generous: a loaded CI machine, a broker).
@@ -100,9 +101,21 @@ static CASES: &[Case] = &[
     },
     Case {
         name: "dropped_consumer_gives_back",
-        summary: "messages a dropped consumer held unacknowledged go to the next consumer",
+        summary: "messages a dropped consumer held unacknowledged wake a waiting consumer",
         applies: has_ack,
         check: dropped_consumer_gives_back,
+    },
+    Case {
+        name: "requeue_wakes_a_waiting_consumer",
+        summary: "a nack with requeue wakes a consumer already blocked in recv",
+        applies: has_ack,
+        check: requeue_wakes_a_waiting_consumer,
+    },
+    Case {
+        name: "blocked_send_wakes",
+        summary: "a send blocked on a full queue returns as soon as an ack makes room",
+        applies: has_small_capacity,
+        check: blocked_send_wakes,
     },
     Case {
         name: "reopen_keeps_messages",
@@ -136,7 +149,7 @@ static CASES: &[Case] = &[
     },
     Case {
         name: "ack_timeout_requeues",
-        summary: "a delivery held past its ack_timeout is delivered again, marked redelivered",
+        summary: "a delivery held past its ack_timeout goes to a waiting consumer, marked redelivered",
         applies: has_ack_timeout,
         check: ack_timeout_requeues,
     },
@@ -180,22 +193,34 @@ fn lacks_something(c: &Capabilities) -> Result<(), &'static str> {
 }
 
 fn has_ack(c: &Capabilities) -> Result<(), &'static str> {
-    need(c.ack, "no acknowledgements (a receive consumes)")
+    need(
+        c.ack && c.delivery == Delivery::Competing,
+        "no acknowledgements on competing consumers",
+    )
 }
 
 fn survives_reopen(c: &Capabilities) -> Result<(), &'static str> {
-    need(c.survives_reopen, "messages do not outlive their handles")
+    need(
+        c.survives_reopen && c.delivery == Delivery::Competing && c.capacity.is_none_or(|n| n >= 3),
+        "messages do not outlive their handles (on a competing queue of 3 or more)",
+    )
 }
 
 fn survives_kill(c: &Capabilities) -> Result<(), &'static str> {
     need(
-        c.cross_process && c.survives_reopen && c.durability >= Durability::Written,
+        c.cross_process
+            && c.survives_reopen
+            && c.delivery == Delivery::Competing
+            && c.durability >= Durability::Written,
         "not durable across processes",
     )
 }
 
 fn has_priorities(c: &Capabilities) -> Result<(), &'static str> {
-    need(c.max_priority.is_some_and(|m| m >= 2), "no priorities")
+    need(
+        c.max_priority.is_some_and(|m| m >= 2) && c.capacity.is_none_or(|n| n >= 6),
+        "no priorities (or room for fewer than 6 messages)",
+    )
 }
 
 fn has_ttl(c: &Capabilities) -> Result<(), &'static str> {
@@ -203,7 +228,10 @@ fn has_ttl(c: &Capabilities) -> Result<(), &'static str> {
 }
 
 fn has_ack_timeout(c: &Capabilities) -> Result<(), &'static str> {
-    need(c.ack && c.ack_timeout, "no ack timeouts")
+    need(
+        c.ack && c.ack_timeout && c.delivery == Delivery::Competing,
+        "no ack timeouts",
+    )
 }
 
 fn has_drop_oldest(c: &Capabilities) -> Result<(), &'static str> {
@@ -264,6 +292,60 @@ fn expect_empty(rx: &mut dyn Consumer, why: &str) -> Result<(), Failure> {
         )));
     }
     Ok(())
+}
+
+/// Sends with a deadline, so a backend that never makes room fails the case instead of
+/// hanging it.
+fn send(tx: &mut dyn Producer, payload: &[u8]) -> Result<(), Failure> {
+    tx.send_timeout(payload, PATIENCE)
+        .map(drop)
+        .map_err(|e| Failure(format!("send {}: {e}", show(payload))))
+}
+
+/// Sends `messages` and receives them back in order, in chunks that fit the queue.
+fn round_trip(
+    caps: &Capabilities,
+    tx: &mut dyn Producer,
+    rx: &mut dyn Consumer,
+    messages: &[Vec<u8>],
+) -> Result<(), Failure> {
+    for chunk in messages.chunks(fill(caps, messages.len()).max(1)) {
+        for m in chunk {
+            send(tx, m)?;
+        }
+        expect_sequence(rx, chunk)?;
+    }
+    Ok(())
+}
+
+/// A consumer blocked in `recv_timeout` on another thread; join with [`joined`].
+type Waiting =
+    std::thread::JoinHandle<(Box<dyn Consumer>, crate::Result<Option<Message>>, Duration)>;
+
+fn wait_in_thread(mut rx: Box<dyn Consumer>) -> Waiting {
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        let got = rx.recv_timeout(PATIENCE * 3);
+        (rx, got, started.elapsed())
+    })
+}
+
+/// The message the waiting consumer got, which must come within [`PATIENCE`].
+fn joined(waiting: Waiting, what: &str) -> Result<(Box<dyn Consumer>, Message), Failure> {
+    let (rx, got, waited) = waiting
+        .join()
+        .map_err(|_| Failure("a consumer thread panicked".into()))?;
+    let got = got?.ok_or_else(|| Failure(format!("{what}: the waiting consumer got nothing")))?;
+    ensure!(
+        waited < PATIENCE,
+        "{what}: the waiting consumer was woken only after {waited:?}"
+    );
+    Ok((rx, got))
+}
+
+/// Lets a thread that was just spawned reach its blocking call.
+fn let_it_block() {
+    std::thread::sleep(Duration::from_millis(100));
 }
 
 fn numbered(prefix: &str, n: usize) -> Vec<Vec<u8>> {
@@ -330,11 +412,8 @@ fn fifo_order(h: &dyn Harness) -> Result<(), Failure> {
     let q = h.queue()?;
     let mut rx = q.consumer()?;
     let mut tx = q.producer()?;
-    let messages = numbered("fifo", fill(&h.capabilities(), FILL));
-    for m in &messages {
-        tx.send(m)?;
-    }
-    expect_sequence(rx.as_mut(), &messages)?;
+    let messages = numbered("fifo", FILL);
+    round_trip(&h.capabilities(), tx.as_mut(), rx.as_mut(), &messages)?;
     expect_empty(rx.as_mut(), "every message was received once")
 }
 
@@ -376,7 +455,7 @@ fn recv_timeout_deadline(h: &dyn Harness) -> Result<(), Failure> {
     let mut tx = q.producer()?;
     let sender = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(100));
-        tx.send(b"wake up")
+        tx.send_timeout(b"wake up", PATIENCE)
     });
     let started = Instant::now();
     let long = PATIENCE * 3;
@@ -413,10 +492,7 @@ fn binary_payloads(h: &dyn Harness) -> Result<(), Failure> {
     let q = h.queue()?;
     let mut rx = q.consumer()?;
     let mut tx = q.producer()?;
-    for p in &payloads {
-        tx.send(p)?;
-    }
-    expect_sequence(rx.as_mut(), &payloads)
+    round_trip(&caps, tx.as_mut(), rx.as_mut(), &payloads)
 }
 
 fn send_batch_in_order(h: &dyn Harness) -> Result<(), Failure> {
@@ -452,7 +528,7 @@ fn oversized_rejected(h: &dyn Harness) -> Result<(), Failure> {
     }
     expect_empty(rx.as_mut(), "the oversized message was rejected")?;
     let at_limit = vec![b'y'; max];
-    tx.send(&at_limit)?;
+    send(tx.as_mut(), &at_limit)?;
     expect_sequence(rx.as_mut(), &[at_limit])
 }
 
@@ -509,8 +585,9 @@ fn full_queue(h: &dyn Harness) -> Result<(), Failure> {
 fn flush_levels(h: &dyn Harness) -> Result<(), Failure> {
     let strongest = h.capabilities().durability;
     let q = h.queue()?;
+    let mut rx = q.consumer()?;
     let mut tx = q.producer()?;
-    tx.send(b"before flush")?;
+    send(tx.as_mut(), b"before flush")?;
     for level in [
         Durability::Buffered,
         Durability::Written,
@@ -526,7 +603,6 @@ fn flush_levels(h: &dyn Harness) -> Result<(), Failure> {
             }
         }
     }
-    let mut rx = q.consumer()?;
     expect_sequence(rx.as_mut(), &[b"before flush".to_vec()])
 }
 
@@ -547,7 +623,7 @@ fn unsupported_is_an_error(h: &dyn Harness) -> Result<(), Failure> {
     }
     expect_empty(rx.as_mut(), "every send was rejected")?;
     if !caps.ack {
-        tx.send(b"to nack")?;
+        send(tx.as_mut(), b"to nack")?;
         let m = expect_message(rx.as_mut(), "a message to nack")?;
         match rx.nack(m.tag(), true) {
             Err(Error::Unsupported { .. }) => {}
@@ -565,8 +641,8 @@ fn ack_prevents_redelivery(h: &dyn Harness) -> Result<(), Failure> {
     let q = h.queue()?;
     let mut tx = q.producer()?;
     let mut rx = q.consumer()?;
-    tx.send(b"first")?;
-    tx.send(b"second")?;
+    send(tx.as_mut(), b"first")?;
+    send(tx.as_mut(), b"second")?;
     expect_sequence(rx.as_mut(), &[b"first".to_vec()])?;
     drop(rx);
     let mut rx = q.consumer()?;
@@ -586,7 +662,7 @@ fn nack_requeue_redelivers(h: &dyn Harness) -> Result<(), Failure> {
     let q = h.queue()?;
     let mut tx = q.producer()?;
     let mut rx = q.consumer()?;
-    tx.send(b"again")?;
+    send(tx.as_mut(), b"again")?;
     let first = expect_message(rx.as_mut(), "the message to nack")?;
     ensure!(
         !first.meta.redelivered,
@@ -605,7 +681,7 @@ fn nack_requeue_redelivers(h: &dyn Harness) -> Result<(), Failure> {
     );
     rx.ack(again.tag())?;
 
-    tx.send(b"discard me")?;
+    send(tx.as_mut(), b"discard me")?;
     let m = expect_message(rx.as_mut(), "the message to discard")?;
     rx.nack(m.tag(), false)?;
     expect_empty(rx.as_mut(), "the message was nacked without requeue")
@@ -615,12 +691,13 @@ fn dropped_consumer_gives_back(h: &dyn Harness) -> Result<(), Failure> {
     let q = h.queue()?;
     let mut tx = q.producer()?;
     let mut first = q.consumer()?;
-    let mut second = q.consumer()?;
-    tx.send(b"held")?;
+    send(tx.as_mut(), b"held")?;
     let held = expect_message(first.as_mut(), "the message to hold")?;
     ensure!(held.payload == b"held", "got {}", show(&held.payload));
+    let waiting = wait_in_thread(q.consumer()?);
+    let_it_block();
     drop(first);
-    let back = expect_message(second.as_mut(), "the message the dropped consumer held")?;
+    let (mut second, back) = joined(waiting, "the message the dropped consumer held")?;
     ensure!(back.payload == b"held", "got {}", show(&back.payload));
     ensure!(
         back.meta.redelivered,
@@ -628,6 +705,56 @@ fn dropped_consumer_gives_back(h: &dyn Harness) -> Result<(), Failure> {
     );
     second.ack(back.tag())?;
     Ok(())
+}
+
+fn requeue_wakes_a_waiting_consumer(h: &dyn Harness) -> Result<(), Failure> {
+    let q = h.queue()?;
+    let mut tx = q.producer()?;
+    let mut first = q.consumer()?;
+    send(tx.as_mut(), b"requeued")?;
+    let held = expect_message(first.as_mut(), "the message to requeue")?;
+    let waiting = wait_in_thread(q.consumer()?);
+    let_it_block();
+    first.nack(held.tag(), true)?;
+    let (mut second, back) = joined(waiting, "the requeued message")?;
+    ensure!(back.payload == b"requeued", "got {}", show(&back.payload));
+    ensure!(
+        back.meta.redelivered,
+        "the requeued delivery is not marked redelivered"
+    );
+    second.ack(back.tag())?;
+    Ok(())
+}
+
+fn blocked_send_wakes(h: &dyn Harness) -> Result<(), Failure> {
+    let capacity = h.capabilities().capacity.unwrap_or_default();
+    let q = h.queue()?;
+    let mut rx = q.consumer()?;
+    let mut tx = q.producer()?;
+    let messages = numbered("room", capacity);
+    for m in &messages {
+        send(tx.as_mut(), m)?;
+    }
+    let mut blocked = q.producer()?;
+    let sender = std::thread::spawn(move || {
+        let started = Instant::now();
+        let sent = blocked.send_timeout(b"waited for room", PATIENCE * 3);
+        (sent, started.elapsed())
+    });
+    let_it_block();
+    let first = expect_message(rx.as_mut(), "the first message of the full queue")?;
+    rx.ack(first.tag())?;
+    let (sent, waited) = sender
+        .join()
+        .map_err(|_| Failure("the sending thread panicked".into()))?;
+    sent.map_err(|e| Failure(format!("the blocked send failed after {waited:?}: {e}")))?;
+    ensure!(
+        waited < PATIENCE,
+        "the blocked send was woken only after {waited:?}, though an ack made room"
+    );
+    let mut rest = messages[1..].to_vec();
+    rest.push(b"waited for room".to_vec());
+    expect_sequence(rx.as_mut(), &rest)
 }
 
 fn reopen_keeps_messages(h: &dyn Harness) -> Result<(), Failure> {
@@ -638,7 +765,7 @@ fn reopen_keeps_messages(h: &dyn Harness) -> Result<(), Failure> {
         let mut rx = q.consumer()?;
         let mut tx = q.producer()?;
         for m in &messages {
-            tx.send(m)?;
+            send(tx.as_mut(), m)?;
         }
         tx.flush(caps.durability)?;
         let taken = expect_message(rx.as_mut(), "the message to leave unacknowledged")?;
@@ -832,7 +959,6 @@ fn priority_order(h: &dyn Harness) -> Result<(), Failure> {
     let max = h.capabilities().max_priority.unwrap_or_default();
     let q = h.queue()?;
     let mut tx = q.producer()?;
-    let mut rx = q.consumer()?;
     let mid = max / 2;
     let sends: [(&[u8], u8); 6] = [
         (b"low-a", 0),
@@ -850,6 +976,9 @@ fn priority_order(h: &dyn Harness) -> Result<(), Failure> {
         )?;
     }
     tx.flush(Durability::Buffered)?;
+    // The consumer comes after the sends: a push-style consumer would otherwise take each
+    // message as it arrives, before a higher priority one exists.
+    let mut rx = q.consumer()?;
     let order: [(&[u8], u8); 6] = [
         (b"top-a", max),
         (b"top-b", max),
@@ -902,16 +1031,18 @@ fn ttl_expiry(h: &dyn Harness) -> Result<(), Failure> {
 fn ack_timeout_requeues(h: &dyn Harness) -> Result<(), Failure> {
     let q = h.queue()?;
     let mut tx = q.producer()?;
-    let mut rx = q.consumer()?;
+    let mut holder = q.consumer()?;
     let options = SendOptions::new().ack_timeout(Duration::from_millis(200));
     tx.send_with(b"forgotten", &options, Wait::timeout(PATIENCE))?;
-    let first = expect_message(rx.as_mut(), "the message to forget")?;
+    let first = expect_message(holder.as_mut(), "the message to forget")?;
     ensure!(
         !first.meta.redelivered,
         "a first delivery is marked redelivered"
     );
     let started = Instant::now();
-    let again = expect_message(rx.as_mut(), "the message after its ack timeout")?;
+    // Another consumer, already waiting, gets it back while the holder stays alive.
+    let waiting = wait_in_thread(q.consumer()?);
+    let (mut rx, again) = joined(waiting, "the message after its ack timeout")?;
     let waited = started.elapsed();
     ensure!(
         again.payload == b"forgotten",
@@ -927,7 +1058,9 @@ fn ack_timeout_requeues(h: &dyn Harness) -> Result<(), Failure> {
         "redelivered after {waited:?}, before the 200 ms ack timeout"
     );
     rx.ack(again.tag())?;
-    expect_empty(rx.as_mut(), "the redelivery was acknowledged")
+    expect_empty(rx.as_mut(), "the redelivery was acknowledged")?;
+    drop(holder);
+    Ok(())
 }
 
 fn drop_oldest_overflow(h: &dyn Harness) -> Result<(), Failure> {
@@ -938,11 +1071,13 @@ fn drop_oldest_overflow(h: &dyn Harness) -> Result<(), Failure> {
     let shift = SendOptions::new().overflow(Overflow::DropOldest);
     let messages = numbered("shift", capacity + 2);
     for m in &messages {
-        tx.send_with(m, &shift, Wait::NoWait)?;
+        tx.send_with(m, &shift, Wait::NoWait)
+            .map_err(|e| Failure(format!("a DropOldest send into a full queue: {e}")))?;
     }
-    let drained: Vec<Vec<u8>> = Iter::new(rx.as_mut(), Wait::timeout(SETTLE))
-        .map(|m| m.map(|m| m.payload))
-        .collect::<Result<_, _>>()?;
+    let mut drained = Vec::new();
+    while let Some(m) = rx.recv_timeout(SETTLE)? {
+        drained.push(m.payload);
+    }
     let expected = &messages[2..];
     ensure!(
         drained == expected,
