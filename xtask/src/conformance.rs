@@ -184,7 +184,8 @@ fn render_table(cases: &[(String, String)], rows: &[Row]) -> String {
         out,
         "\nconformance: {passed} passed, {failed} failed, {na} n/a"
     );
-    out
+    // Centred cells pad the last column; lines end at their last character.
+    out.lines().map(|l| format!("{}\n", l.trim_end())).collect()
 }
 
 #[cfg(test)]
