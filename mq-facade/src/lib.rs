@@ -70,6 +70,8 @@ mod open;
 mod traits;
 mod types;
 
+#[cfg(feature = "duraqueue")]
+mod adapter;
 #[cfg(feature = "tokio")]
 mod asynchronous;
 #[cfg(feature = "conformance")]

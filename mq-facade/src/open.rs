@@ -15,7 +15,7 @@ const SCHEMES: &[(&str, Option<&str>)] = &[
     ("ddmq", None),
     ("dsmq", None),
     ("shmq", None),
-    ("duraqueue", None),
+    ("duraqueue", Some("duraqueue")),
     ("amqp", None),
 ];
 
@@ -41,6 +41,8 @@ pub fn open_producer(url: &str) -> Result<Box<dyn Producer>> {
     match Target::parse(url)? {
         #[cfg(feature = "mem")]
         Target::Mem(queue) => Ok(Box::new(queue.producer())),
+        #[cfg(feature = "duraqueue")]
+        Target::Duraqueue(target) => crate::adapter::duraqueue::producer(&target),
     }
 }
 
@@ -49,6 +51,8 @@ pub fn open_consumer(url: &str) -> Result<Box<dyn Consumer>> {
     match Target::parse(url)? {
         #[cfg(feature = "mem")]
         Target::Mem(queue) => Ok(Box::new(queue.consumer())),
+        #[cfg(feature = "duraqueue")]
+        Target::Duraqueue(target) => crate::adapter::duraqueue::consumer(&target),
     }
 }
 
@@ -56,6 +60,8 @@ pub fn open_consumer(url: &str) -> Result<Box<dyn Consumer>> {
 enum Target {
     #[cfg(feature = "mem")]
     Mem(crate::mem::MemQueue),
+    #[cfg(feature = "duraqueue")]
+    Duraqueue(crate::adapter::duraqueue::Target),
 }
 
 impl Target {
@@ -83,6 +89,46 @@ impl Target {
                 Ok(Target::Mem(crate::mem::MemQueue::open_requested(
                     &name, &wanted,
                 )?))
+            }
+            #[cfg(feature = "duraqueue")]
+            "duraqueue" => {
+                let mut params = Params::new(raw, &url)?;
+                let path = local_path(raw, &url)?;
+                let size = params.take::<String>("size")?.ok_or_else(|| {
+                    invalid(
+                        raw,
+                        "missing parameter `size` (the ring size, e.g. size=8MiB)",
+                    )
+                })?;
+                let size = duraqueue::parse_size(&size)
+                    .map_err(|e| invalid(raw, format!("parameter `size`: {e}")))?;
+                let format = match params.take::<String>("format")?.as_deref() {
+                    None | Some("v1") => duraqueue::Format::V1,
+                    Some("v2") => duraqueue::Format::V2,
+                    Some(other) => {
+                        return Err(invalid(
+                            raw,
+                            format!("parameter `format`: `{other}` is not v1 or v2"),
+                        ));
+                    }
+                };
+                let sync = match params.take::<String>("sync")?.as_deref() {
+                    None | Some("msync") => duraqueue::SyncMode::Msync,
+                    Some("fdatasync") => duraqueue::SyncMode::Fdatasync,
+                    Some(other) => {
+                        return Err(invalid(
+                            raw,
+                            format!("parameter `sync`: `{other}` is not msync or fdatasync"),
+                        ));
+                    }
+                };
+                params.finish()?;
+                Ok(Target::Duraqueue(crate::adapter::duraqueue::Target {
+                    path,
+                    size,
+                    format,
+                    sync,
+                }))
             }
             _ => Err(Error::BackendUnavailable {
                 scheme: scheme.to_owned(),
@@ -137,6 +183,34 @@ fn single_name(raw: &str, url: &Url) -> Result<String> {
         return Err(invalid(raw, "unexpected fragment `#...`"));
     }
     Ok(name.into_owned())
+}
+
+/// The file path of `scheme:///absolute/path` (no host: the file is on this machine).
+#[cfg_attr(not(feature = "duraqueue"), allow(dead_code))]
+fn local_path(raw: &str, url: &Url) -> Result<std::path::PathBuf> {
+    if url.host_str().is_some_and(|h| !h.is_empty()) {
+        return Err(invalid(
+            raw,
+            format!(
+                "unexpected host `{}`: a local file is {}:///absolute/path",
+                url.host_str().unwrap_or_default(),
+                url.scheme()
+            ),
+        ));
+    }
+    let path = percent_encoding::percent_decode_str(url.path())
+        .decode_utf8()
+        .map_err(|_| invalid(raw, "the path is not valid UTF-8 once percent-decoded"))?;
+    if path.is_empty() || path == "/" {
+        return Err(invalid(
+            raw,
+            format!(
+                "missing file path: expected {}:///absolute/path",
+                url.scheme()
+            ),
+        ));
+    }
+    Ok(std::path::PathBuf::from(path.into_owned()))
 }
 
 /// Query parameters, taken one by one with their types; whatever is left over is an error.

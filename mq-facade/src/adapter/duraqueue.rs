@@ -1,0 +1,333 @@
+//! `duraqueue:///PATH?size=8MiB&format=v1&sync=msync`: the mmap'd durable ring.
+//!
+//! Mapping: `send` appends and publishes a record in the shared mapping (it survives a crash
+//! of this process: [`Durability::Written`]); `flush(Synced)` syncs everything sent since the
+//! last flush in one call (the original's durable offer); a consumer's `recv` peeks without
+//! removing, `ack` polls (durably), `nack(requeue)` lets the record be delivered again.
+//!
+//! All facade handles on one file in one process share one queue handle, which holds both
+//! advisory locks: another process can open the file only when this one holds no handle,
+//! except through the native API (a reader process with `DuraQueue::open_reader`). Records a
+//! writer in another process commits are picked up by polling the mapping (every 1 ms at
+//! most while a receive waits).
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use duraqueue::{DuraQueue, Format, OpenOptions, Seq, SyncMode};
+
+use crate::{
+    Capabilities, Consumer, Delivery, Durability, Error, Meta, Producer, Receipt, Result,
+    SendOptions, Tag, Wait,
+};
+
+const BACKEND: &str = "duraqueue";
+/// How often a waiting call looks at the mapping for work done by another process.
+const POLL: Duration = Duration::from_millis(1);
+
+/// What a `duraqueue://` URL asks for.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub(crate) path: PathBuf,
+    pub(crate) size: u64,
+    pub(crate) format: Format,
+    pub(crate) sync: SyncMode,
+}
+
+/// Maps the crate's errors onto the facade's, exhaustively for what has a counterpart.
+fn map_error(e: duraqueue::Error) -> Error {
+    match e {
+        duraqueue::Error::Corrupt {
+            path,
+            offset,
+            detail,
+        } => Error::Corrupt {
+            location: format!("{} offset {offset}", path.display()),
+            detail,
+        },
+        duraqueue::Error::TooLarge { len, ring, .. } => Error::TooLarge {
+            size: usize::try_from(len).unwrap_or(usize::MAX),
+            max: usize::try_from(ring.saturating_sub(65)).unwrap_or(usize::MAX),
+        },
+        other => Error::backend(BACKEND, other),
+    }
+}
+
+/// One queue handle per file per process, shared by every facade handle on it.
+fn registry() -> MutexGuard<'static, HashMap<PathBuf, Weak<Shared>>> {
+    static REGISTRY: OnceLock<Mutex<HashMap<PathBuf, Weak<Shared>>>> = OnceLock::new();
+    REGISTRY
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+}
+
+#[derive(Debug)]
+struct Shared {
+    path: PathBuf,
+    state: Mutex<State>,
+    /// Signalled when a record is published, acked or given back in this process.
+    changed: Condvar,
+}
+
+#[derive(Debug)]
+struct State {
+    queue: DuraQueue,
+    /// Deliveries held, by consumer id.
+    in_flight: HashMap<Seq, u64>,
+    /// Acknowledged but not yet polled, because an older delivery is still held.
+    acked: BTreeSet<Seq>,
+    /// Delivered before and given back: the next delivery is marked redelivered.
+    given_back: HashSet<Seq>,
+    next_consumer: u64,
+}
+
+impl Shared {
+    fn open(target: &Target) -> Result<Arc<Shared>> {
+        let key = std::path::absolute(&target.path).unwrap_or_else(|_| target.path.clone());
+        let mut registry = registry();
+        if let Some(shared) = registry.get(&key).and_then(Weak::upgrade) {
+            let size = shared.lock().queue.size();
+            if size != target.size {
+                return Err(Error::backend(
+                    BACKEND,
+                    format!(
+                        "{} is open in this process with a ring of {size} bytes, not {}",
+                        key.display(),
+                        target.size
+                    ),
+                ));
+            }
+            return Ok(shared);
+        }
+        let options = OpenOptions::new(target.size)
+            .format(target.format)
+            .sync(target.sync);
+        let queue = DuraQueue::open_with(&target.path, &options).map_err(map_error)?;
+        queue.lock_both_roles().map_err(map_error)?;
+        let shared = Arc::new(Shared {
+            path: key.clone(),
+            state: Mutex::new(State {
+                queue,
+                in_flight: HashMap::new(),
+                acked: BTreeSet::new(),
+                given_back: HashSet::new(),
+                next_consumer: 0,
+            }),
+            changed: Condvar::new(),
+        });
+        registry.retain(|_, weak| weak.strong_count() > 0);
+        registry.insert(key, Arc::downgrade(&shared));
+        Ok(shared)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits for a change in this process, or `POLL` for one in another, until `deadline`.
+    fn pause<'a>(
+        &'a self,
+        state: MutexGuard<'a, State>,
+        deadline: Option<Instant>,
+    ) -> MutexGuard<'a, State> {
+        let mut pause = POLL;
+        if let Some(at) = deadline {
+            pause = pause.min(at.saturating_duration_since(Instant::now()));
+        }
+        self.changed
+            .wait_timeout(state, pause)
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+    }
+
+    fn capabilities(state: &State) -> Capabilities {
+        let mut caps = Capabilities::minimal(BACKEND);
+        caps.delivery = Delivery::Competing;
+        caps.ack = true;
+        caps.max_message_size = usize::try_from(state.queue.max_item_len()).ok();
+        caps.durability = Durability::Synced;
+        caps.survives_reopen = true;
+        caps.cross_process = true;
+        caps
+    }
+}
+
+/// Opens a producer.
+pub(crate) fn producer(target: &Target) -> Result<Box<dyn Producer>> {
+    Ok(Box::new(DuraProducer {
+        shared: Shared::open(target)?,
+    }))
+}
+
+/// Opens a consumer.
+pub(crate) fn consumer(target: &Target) -> Result<Box<dyn Consumer>> {
+    let shared = Shared::open(target)?;
+    let id = {
+        let mut state = shared.lock();
+        state.next_consumer += 1;
+        state.next_consumer
+    };
+    Ok(Box::new(DuraConsumer { shared, id }))
+}
+
+#[derive(Debug)]
+struct DuraProducer {
+    shared: Arc<Shared>,
+}
+
+impl Producer for DuraProducer {
+    fn send_with(&mut self, payload: &[u8], options: &SendOptions, wait: Wait) -> Result<Receipt> {
+        let mut state = self.shared.lock();
+        let caps = Shared::capabilities(&state);
+        options.check(&caps, BACKEND)?;
+        caps.check_size(payload.len())?;
+        let deadline = wait.deadline();
+        loop {
+            match state.queue.offer_unsynced(payload) {
+                Ok(seq) => {
+                    drop(state);
+                    self.shared.changed.notify_all();
+                    return Ok(Receipt::new(Some(seq), Durability::Written));
+                }
+                Err(duraqueue::Error::Full { needed, free }) => {
+                    if wait == Wait::NoWait {
+                        return Err(Error::Full {
+                            queue: self.shared.path.display().to_string(),
+                            capacity: usize::try_from(state.queue.size()).unwrap_or(usize::MAX),
+                        });
+                    }
+                    if deadline.is_some_and(|at| Instant::now() >= at) {
+                        return Err(Error::Timeout {
+                            what: format!(
+                                "{needed} free bytes in {} ({free} free)",
+                                self.shared.path.display()
+                            )
+                            .into(),
+                        });
+                    }
+                    state = self.shared.pause(state, deadline);
+                }
+                Err(e) => return Err(map_error(e)),
+            }
+        }
+    }
+
+    fn flush(&mut self, level: Durability) -> Result<()> {
+        let mut state = self.shared.lock();
+        Shared::capabilities(&state).check_flush(level)?;
+        if level == Durability::Synced {
+            // One sync covers every record published so far, ours and other producers'.
+            state.queue.sync_published().map_err(map_error)?;
+        }
+        Ok(())
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Shared::capabilities(&self.shared.lock())
+    }
+}
+
+#[derive(Debug)]
+struct DuraConsumer {
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+impl Consumer for DuraConsumer {
+    fn recv_into(&mut self, buf: &mut Vec<u8>, wait: Wait) -> Result<Option<Meta>> {
+        buf.clear();
+        let deadline = wait.deadline();
+        let mut state = self.shared.lock();
+        loop {
+            let State {
+                queue,
+                in_flight,
+                acked,
+                given_back,
+                ..
+            } = &mut *state;
+            let next = queue
+                .records()
+                .find(|(seq, _, _)| !in_flight.contains_key(seq) && !acked.contains(seq));
+            if let Some((seq, _, payload)) = next {
+                buf.extend_from_slice(payload);
+                in_flight.insert(seq, self.id);
+                let redelivered = given_back.remove(&seq);
+                return Ok(Some(
+                    Meta::new(Tag::from_raw(seq))
+                        .redelivered(redelivered)
+                        .seq(Some(seq)),
+                ));
+            }
+            // Records another process committed since we last looked.
+            if queue.refresh().map_err(map_error)? > 0 {
+                continue;
+            }
+            if deadline.is_some_and(|at| Instant::now() >= at) {
+                return Ok(None);
+            }
+            state = self.shared.pause(state, deadline);
+        }
+    }
+
+    fn ack(&mut self, tag: Tag) -> Result<()> {
+        let mut state = self.shared.lock();
+        let seq = tag.into_raw();
+        if state.in_flight.get(&seq) != Some(&self.id) {
+            return Err(Error::UnknownTag(tag));
+        }
+        state.in_flight.remove(&seq);
+        state.acked.insert(seq);
+        // Poll from the head while the head is acknowledged: polls are strictly in order.
+        while let Some(head) = state.queue.peek_seq() {
+            if !state.acked.remove(&head) {
+                break;
+            }
+            state.queue.poll().map_err(map_error)?;
+        }
+        drop(state);
+        self.shared.changed.notify_all();
+        Ok(())
+    }
+
+    fn nack(&mut self, tag: Tag, requeue: bool) -> Result<()> {
+        if !requeue {
+            return self.ack(tag);
+        }
+        let mut state = self.shared.lock();
+        let seq = tag.into_raw();
+        if state.in_flight.get(&seq) != Some(&self.id) {
+            return Err(Error::UnknownTag(tag));
+        }
+        state.in_flight.remove(&seq);
+        state.given_back.insert(seq);
+        drop(state);
+        self.shared.changed.notify_all();
+        Ok(())
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Shared::capabilities(&self.shared.lock())
+    }
+}
+
+impl Drop for DuraConsumer {
+    fn drop(&mut self) {
+        let mut state = self.shared.lock();
+        let held: Vec<Seq> = state
+            .in_flight
+            .iter()
+            .filter(|(_, owner)| **owner == self.id)
+            .map(|(seq, _)| *seq)
+            .collect();
+        for seq in held {
+            state.in_flight.remove(&seq);
+            state.given_back.insert(seq);
+        }
+        drop(state);
+        self.shared.changed.notify_all();
+    }
+}
