@@ -240,6 +240,10 @@ impl DuraQueue {
             let path = path.clone();
             move |source: io::Error| Error::Io { path, op, source }
         };
+        if options.create && !path.exists() {
+            // Before the file exists: a bad size must not leave an empty file behind.
+            check_size(options.size, options.format)?;
+        }
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
