@@ -55,11 +55,13 @@
 //! | scheme | crate | status |
 //! |---|---|---|
 //! | `mem://NAME` | [`mem`] (this crate) | available (feature `mem`, default) |
-//! | `dmq://`, `ddmq://`, `dsmq://`, `shmq://`, `duraqueue://`, `amqp://` | the workspace's backends | adapters not implemented yet: [`Error::BackendUnavailable`] |
+//! | `duraqueue:///PATH?size=8MiB` | `duraqueue` | available (feature `duraqueue`) |
+//! | `dmq://`, `ddmq://`, `dsmq://`, `shmq://`, `amqp://` | the workspace's backends | adapters not implemented yet: [`Error::BackendUnavailable`] |
 //!
 //! ## Features
 //!
 //! - `mem` (default): the in-process backend.
+//! - `duraqueue`: the `duraqueue://` adapter.
 //! - `tokio`: [`AsyncProducer`] / [`AsyncConsumer`] and the [`Offload`] adapter.
 //! - `conformance`: the public conformance suite [`conformance`], for any backend.
 

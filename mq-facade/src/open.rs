@@ -24,7 +24,8 @@ const SCHEMES: &[(&str, Option<&str>)] = &[
 /// | URL | backend |
 /// |---|---|
 /// | `mem://NAME?capacity=N&max_message_size=BYTES&max_priority=P` | [`mem`](crate::mem) (feature `mem`, default) |
-/// | `dmq://`, `ddmq://`, `dsmq://`, `shmq://`, `duraqueue://`, `amqp://` | not available yet: [`Error::BackendUnavailable`] |
+/// | `duraqueue:///PATH?size=8MiB&format=v1\|v2&sync=msync\|fdatasync` | `duraqueue` (feature `duraqueue`) |
+/// | `dmq://`, `ddmq://`, `dsmq://`, `shmq://`, `amqp://` | not available yet: [`Error::BackendUnavailable`] |
 ///
 /// Errors: [`Error::InvalidUrl`] naming the bad part (scheme, name, parameter and value),
 /// [`Error::BackendUnavailable`] when the backend is not compiled in, or the backend's own
