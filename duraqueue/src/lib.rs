@@ -75,6 +75,8 @@ pub use error::{Error, Result};
 pub use format::Format;
 pub use group::SharedWriter;
 pub use queue::{AckMode, DuraQueue, OpenOptions, RecoveryReport, Seq, SyncMode, Txn};
+#[cfg(feature = "fault-injection")]
+pub use sys::fault_injection;
 
 /// Parses a ring size: bytes, or a number with a `K`, `M` or `G` suffix (binary units;
 /// `KiB`, `MB` and the like are accepted too). For command lines and URLs.

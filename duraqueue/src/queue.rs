@@ -429,7 +429,7 @@ impl DuraQueue {
                 let len = (to - from).min(self.n) as usize;
                 self.mirror.sync(start..start + len)
             }
-            SyncMode::Fdatasync => self.file.sync_data(),
+            SyncMode::Fdatasync => sys::sync_file_data(&self.file),
         };
         result.map_err(|source| {
             self.poisoned = Some(source.to_string());
@@ -588,7 +588,7 @@ impl DuraQueue {
                     let start = (from % n) as usize;
                     syncer.sync(start..start + (to - from).min(n) as usize)
                 }
-                SyncMode::Fdatasync => file?.sync_data(),
+                SyncMode::Fdatasync => sys::sync_file_data(&file?),
             }
         }
     }
@@ -689,6 +689,9 @@ impl DuraQueue {
     /// Removes the oldest item; `Ok(false)` when the queue is empty (the original crashed).
     /// With [`AckMode::EveryPoll`] the removal is on disk when this returns.
     pub fn poll(&mut self) -> Result<bool> {
+        if self.options.ack == AckMode::EveryPoll {
+            self.check_writable()?;
+        }
         let Some(entry) = self.records.pop_front() else {
             return Ok(false);
         };
@@ -765,7 +768,7 @@ impl DuraQueue {
         let written = self
             .file
             .write_all_at(&sb.encode(), slot)
-            .and_then(|()| self.file.sync_data());
+            .and_then(|()| sys::sync_file_data(&self.file));
         written.map_err(|source| {
             self.poisoned = Some(source.to_string());
             self.io("write the superblock", source)
@@ -1062,14 +1065,13 @@ fn initialize(path: &Path, file: &File, size: u64, format: Format) -> Result<()>
             }
         }
     }
-    file.sync_all()
-        .map_err(io_error("sync the new queue file"))?;
+    sys::sync_file_all(file).map_err(io_error("sync the new queue file"))?;
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     File::open(dir)
-        .and_then(|d| d.sync_all())
+        .and_then(|d| sys::sync_file_all(&d))
         .map_err(io_error("sync the queue file's directory"))
 }
 

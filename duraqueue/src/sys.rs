@@ -150,8 +150,48 @@ impl Syncer {
     }
 }
 
+/// `fdatasync` of a file: with [`Mapping::sync`], the crate's only ways to stable storage.
+pub(crate) fn sync_file_data(file: &File) -> io::Result<()> {
+    fault_injection::check()?;
+    file.sync_data()
+}
+
+/// `fsync` of a file or directory, data and metadata (creation).
+pub(crate) fn sync_file_all(file: &File) -> io::Result<()> {
+    fault_injection::check()?;
+    file.sync_all()
+}
+
+/// Failing syncs on purpose, to test that a failed sync poisons the handle (feature
+/// `fault-injection`; without it, `check` is always `Ok`).
+pub mod fault_injection {
+    #[cfg(feature = "fault-injection")]
+    thread_local! {
+        static FAIL_NEXT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// Makes the next `count` syncs started on this thread fail with `EIO`.
+    #[cfg(feature = "fault-injection")]
+    pub fn fail_next_syncs(count: usize) {
+        FAIL_NEXT.with(|n| n.set(count));
+    }
+
+    pub(crate) fn check() -> std::io::Result<()> {
+        #[cfg(feature = "fault-injection")]
+        if FAIL_NEXT.with(|n| {
+            let left = n.get();
+            n.set(left.saturating_sub(1));
+            left > 0
+        }) {
+            return Err(std::io::Error::from_raw_os_error(libc::EIO));
+        }
+        Ok(())
+    }
+}
+
 impl Mapping {
     fn sync(&self, range: std::ops::Range<usize>) -> io::Result<()> {
+        fault_injection::check()?;
         if range.is_empty() {
             return Ok(());
         }

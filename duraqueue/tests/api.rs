@@ -441,6 +441,35 @@ fn v2_keeps_the_consumer_position_and_64_bit_sequences() {
     assert_eq!((q.count(), q.next_seq()), (0, 301));
 }
 
+#[cfg(feature = "fault-injection")]
+#[test]
+fn a_failed_sync_poisons_the_handle_and_loses_nothing_acknowledged() {
+    use duraqueue::fault_injection::fail_next_syncs;
+    for sync in [duraqueue::SyncMode::Msync, duraqueue::SyncMode::Fdatasync] {
+        let d = dir();
+        let path = d.path().join("q");
+        let mut q = DuraQueue::open_with(&path, &OpenOptions::new(1 << 13).sync(sync)).unwrap();
+        q.offer(b"acknowledged").unwrap();
+        fail_next_syncs(1);
+        let err = q.offer(b"not acknowledged").unwrap_err();
+        assert!(matches!(err, Error::Io { .. }), "{err}");
+        // Never retried: a retried fsync can claim success for lost data.
+        let err = q.offer(b"after").unwrap_err();
+        assert!(matches!(err, Error::Poisoned { .. }), "{err}");
+        assert!(matches!(q.poll(), Err(Error::Poisoned { .. })));
+        assert_eq!(
+            items(&q),
+            [b"acknowledged"],
+            "the failed offer is not visible"
+        );
+        drop(q);
+        assert_eq!(
+            items(&DuraQueue::open(&path, 1 << 13).unwrap()),
+            [b"acknowledged"]
+        );
+    }
+}
+
 // ---- the C original's files -------------------------------------------------------------------
 
 fn fixtures() -> PathBuf {
