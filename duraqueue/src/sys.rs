@@ -163,28 +163,36 @@ pub(crate) fn sync_file_all(file: &File) -> io::Result<()> {
 }
 
 /// Failing syncs on purpose, to test that a failed sync poisons the handle (feature
-/// `fault-injection`; without it, `check` is always `Ok`).
+/// `fault-injection`).
+#[cfg(feature = "fault-injection")]
 pub mod fault_injection {
-    #[cfg(feature = "fault-injection")]
     thread_local! {
         static FAIL_NEXT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     }
 
     /// Makes the next `count` syncs started on this thread fail with `EIO`.
-    #[cfg(feature = "fault-injection")]
     pub fn fail_next_syncs(count: usize) {
         FAIL_NEXT.with(|n| n.set(count));
     }
 
     pub(crate) fn check() -> std::io::Result<()> {
-        #[cfg(feature = "fault-injection")]
-        if FAIL_NEXT.with(|n| {
+        let fail = FAIL_NEXT.with(|n| {
             let left = n.get();
             n.set(left.saturating_sub(1));
             left > 0
-        }) {
+        });
+        if fail {
             return Err(std::io::Error::from_raw_os_error(libc::EIO));
         }
+        Ok(())
+    }
+}
+
+/// Without the `fault-injection` feature no sync is failed on purpose.
+#[cfg(not(feature = "fault-injection"))]
+pub(crate) mod fault_injection {
+    #[inline]
+    pub(crate) fn check() -> std::io::Result<()> {
         Ok(())
     }
 }

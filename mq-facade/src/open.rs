@@ -103,26 +103,17 @@ impl Target {
                 })?;
                 let size = duraqueue::parse_size(&size)
                     .map_err(|e| invalid(raw, format!("parameter `size`: {e}")))?;
-                let format = match params.take::<String>("format")?.as_deref() {
-                    None | Some("v1") => duraqueue::Format::V1,
-                    Some("v2") => duraqueue::Format::V2,
-                    Some(other) => {
-                        return Err(invalid(
-                            raw,
-                            format!("parameter `format`: `{other}` is not v1 or v2"),
-                        ));
-                    }
-                };
-                let sync = match params.take::<String>("sync")?.as_deref() {
-                    None | Some("msync") => duraqueue::SyncMode::Msync,
-                    Some("fdatasync") => duraqueue::SyncMode::Fdatasync,
-                    Some(other) => {
-                        return Err(invalid(
-                            raw,
-                            format!("parameter `sync`: `{other}` is not msync or fdatasync"),
-                        ));
-                    }
-                };
+                let format = params.choose(
+                    "format",
+                    &[("v1", duraqueue::Format::V1), ("v2", duraqueue::Format::V2)],
+                )?;
+                let sync = params.choose(
+                    "sync",
+                    &[
+                        ("msync", duraqueue::SyncMode::Msync),
+                        ("fdatasync", duraqueue::SyncMode::Fdatasync),
+                    ],
+                )?;
                 params.finish()?;
                 Ok(Target::Duraqueue(crate::adapter::duraqueue::Target {
                     path,
@@ -250,6 +241,27 @@ impl<'a> Params<'a> {
                 ),
             )
         })
+    }
+
+    /// Removes `key`, one of `choices` (the first is the default when it is absent).
+    #[cfg_attr(not(feature = "duraqueue"), allow(dead_code))]
+    fn choose<T: Copy>(&mut self, key: &str, choices: &[(&str, T)]) -> Result<T> {
+        let Some(value) = self.pairs.remove(key) else {
+            return Ok(choices[0].1);
+        };
+        match choices.iter().find(|(name, _)| *name == value) {
+            Some(&(_, choice)) => Ok(choice),
+            None => {
+                let names: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+                Err(invalid(
+                    self.raw,
+                    format!(
+                        "parameter `{key}`: `{value}` is not one of {}",
+                        names.join(", ")
+                    ),
+                ))
+            }
+        }
     }
 
     /// Fails on the first parameter no one took.

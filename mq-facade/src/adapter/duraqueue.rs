@@ -236,6 +236,18 @@ struct DuraConsumer {
     id: u64,
 }
 
+impl DuraConsumer {
+    /// Takes `tag` out of this consumer's in-flight deliveries: its sequence number.
+    fn settle(&self, state: &mut State, tag: Tag) -> Result<Seq> {
+        let seq = tag.into_raw();
+        if state.in_flight.get(&seq) != Some(&self.id) {
+            return Err(Error::UnknownTag(tag));
+        }
+        state.in_flight.remove(&seq);
+        Ok(seq)
+    }
+}
+
 impl Consumer for DuraConsumer {
     fn recv_into(&mut self, buf: &mut Vec<u8>, wait: Wait) -> Result<Option<Meta>> {
         buf.clear();
@@ -275,11 +287,7 @@ impl Consumer for DuraConsumer {
 
     fn ack(&mut self, tag: Tag) -> Result<()> {
         let mut state = self.shared.lock();
-        let seq = tag.into_raw();
-        if state.in_flight.get(&seq) != Some(&self.id) {
-            return Err(Error::UnknownTag(tag));
-        }
-        state.in_flight.remove(&seq);
+        let seq = self.settle(&mut state, tag)?;
         state.acked.insert(seq);
         // Poll from the head while the head is acknowledged: polls are strictly in order.
         while let Some(head) = state.queue.peek_seq() {
@@ -298,11 +306,7 @@ impl Consumer for DuraConsumer {
             return self.ack(tag);
         }
         let mut state = self.shared.lock();
-        let seq = tag.into_raw();
-        if state.in_flight.get(&seq) != Some(&self.id) {
-            return Err(Error::UnknownTag(tag));
-        }
-        state.in_flight.remove(&seq);
+        let seq = self.settle(&mut state, tag)?;
         state.given_back.insert(seq);
         drop(state);
         self.shared.changed.notify_all();
