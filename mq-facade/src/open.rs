@@ -378,6 +378,38 @@ mod tests {
         queue.delete();
     }
 
+    #[cfg(feature = "duraqueue")]
+    #[test]
+    fn duraqueue_urls_are_checked_part_by_part() {
+        assert_eq!(
+            reason("duraqueue:///tmp/q"),
+            "missing parameter `size` (the ring size, e.g. size=8MiB)"
+        );
+        assert_eq!(
+            reason("duraqueue:///tmp/q?size=8 parsecs"),
+            "parameter `size`: unknown size unit `parsecs` in `8 parsecs` (use K, M or G)"
+        );
+        assert_eq!(
+            reason("duraqueue:///tmp/q?size=8M&format=v3"),
+            "parameter `format`: `v3` is not one of v1, v2"
+        );
+        assert_eq!(
+            reason("duraqueue://host/tmp/q?size=8M"),
+            "unexpected host `host`: a local file is duraqueue:///absolute/path"
+        );
+        assert_eq!(
+            reason("duraqueue:///?size=8M"),
+            "missing file path: expected duraqueue:///absolute/path"
+        );
+        // A bad ring size reaches the crate, whose error names it.
+        let dir = std::env::temp_dir().join(format!("mq-facade-open-{}", std::process::id()));
+        let url = format!("duraqueue://{}/q?size=100", dir.display());
+        std::fs::create_dir_all(&dir).unwrap();
+        let err = open_producer(&url).err().expect("100 is not a ring size");
+        assert!(err.to_string().contains("invalid ring size 100"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn backends_without_an_adapter_say_so() {
         for url in [
