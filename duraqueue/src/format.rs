@@ -510,7 +510,11 @@ fn v1_choose_chain(cands: &[Candidate], n: u64) -> (Vec<usize>, usize) {
     let mut has_pred = vec![false; k];
     for (i, c) in cands.iter().enumerate() {
         let end = c.offset.saturating_add(c.size) % n;
-        let next = at_offset(end)
+        // The scan finds candidates in offset order, so the successor is nearly always the
+        // next candidate: check it before searching.
+        let next = Some(i + 1)
+            .filter(|&j| cands.get(j).is_some_and(|d| d.offset == end))
+            .or_else(|| at_offset(end))
             .filter(|&j| j != i && cands.get(j).is_some_and(|d| d.id == c.id.wrapping_add(1)));
         if let (Some(j), Some(s)) = (next, succ.get_mut(i)) {
             *s = Some(j);

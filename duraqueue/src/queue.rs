@@ -252,6 +252,9 @@ impl DuraQueue {
             .mode(0o644)
             .open(&path)
             .map_err(io_error("open the queue file"))?;
+        // No readahead: it fills the page cache with large folios, and a record written into
+        // one makes msync write the whole folio back (up to 1 MiB for a 160-byte offer).
+        sys::advise_random(&file).map_err(io_error("advise the kernel on the queue file"))?;
         if options.lock {
             let role = if options.reader {
                 LockRole::Reader
@@ -578,7 +581,8 @@ impl DuraQueue {
     ) -> impl FnOnce() -> io::Result<()> + Send + 'static {
         let (n, mode) = (self.n, self.options.sync);
         let syncer = self.mirror.syncer();
-        let file = self.file.try_clone();
+        // A second descriptor only where the sync needs one.
+        let file = (mode == SyncMode::Fdatasync).then(|| self.file.try_clone());
         move || {
             if from >= to {
                 return Ok(());
@@ -588,7 +592,10 @@ impl DuraQueue {
                     let start = (from % n) as usize;
                     syncer.sync(start..start + (to - from).min(n) as usize)
                 }
-                SyncMode::Fdatasync => sys::sync_file_data(&file?),
+                SyncMode::Fdatasync => match file {
+                    Some(file) => sys::sync_file_data(&file?),
+                    None => Err(io::Error::other("no descriptor to sync")),
+                },
             }
         }
     }

@@ -150,6 +150,17 @@ impl Syncer {
     }
 }
 
+/// Tells the kernel not to read ahead on `file` (`POSIX_FADV_RANDOM`).
+pub(crate) fn advise_random(file: &File) -> io::Result<()> {
+    nix::fcntl::posix_fadvise(
+        file.as_fd(),
+        0,
+        0,
+        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_RANDOM,
+    )
+    .map_err(errno)
+}
+
 /// `fdatasync` of a file: with [`Mapping::sync`], the crate's only ways to stable storage.
 pub(crate) fn sync_file_data(file: &File) -> io::Result<()> {
     fault_injection::check()?;

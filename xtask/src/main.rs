@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+mod bench;
 mod ci;
 mod conformance;
 
@@ -32,6 +33,9 @@ enum Command {
     /// Run the whole test gate: fmt check, clippy -D warnings, all tests with all features,
     /// the feature-off clippy and tests, docs with warnings denied, and the conformance table.
     Ci,
+    /// Benchmark duraqueue against baselines measured in the same run (spec §5.5), write
+    /// docs/bench.md and print its tables.
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +43,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Conformance(args) => conformance::run(&args),
         Command::Ci => ci::run(),
+        Command::Bench(args) => bench::run(&args),
     };
     match result {
         Ok(code) => code,
