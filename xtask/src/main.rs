@@ -3,12 +3,15 @@
 //! - `conformance [--backend NAME] [--json]`: runs the conformance suite and prints the
 //!   backend × case table (pass / FAIL / n/a); exits non-zero on any failure.
 //! - `ci`: the whole test gate, as CI runs it.
+//! - `bench [--quick]`: benchmarks against same-run baselines, written to `docs/bench.md`.
+//! - `crash [--rounds N]`: the long kill -9 sweeps.
 
 #![forbid(unsafe_code)]
 
 mod bench;
 mod ci;
 mod conformance;
+mod crash;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +36,8 @@ enum Command {
     /// Run the whole test gate: fmt check, clippy -D warnings, all tests with all features,
     /// the feature-off clippy and tests, docs with warnings denied, and the conformance table.
     Ci,
+    /// Run the long crash sweeps: kill -9 of writer processes at random points, many rounds.
+    Crash(crash::Args),
     /// Benchmark duraqueue against baselines measured in the same run (spec §5.5), write
     /// docs/bench.md and print its tables.
     Bench(bench::Args),
@@ -44,6 +49,7 @@ fn main() -> ExitCode {
         Command::Conformance(args) => conformance::run(&args),
         Command::Ci => ci::run(),
         Command::Bench(args) => bench::run(&args),
+        Command::Crash(args) => crash::run(&args),
     };
     match result {
         Ok(code) => code,
