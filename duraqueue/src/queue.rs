@@ -159,8 +159,12 @@ impl Entry {
     }
 }
 
-/// One handle on a queue file. `Send`, not `Sync`: one thread uses it at a time (share a
-/// writer between threads with [`SharedWriter`](crate::SharedWriter)).
+/// One handle on a queue file. `Send` and `Sync` (`&self` methods only read); share a
+/// writer between threads with [`SharedWriter`](crate::SharedWriter).
+///
+/// Within one process, two handles on one file (a writer and a reader) must not be used
+/// from different threads at the same time: the reader's reads of the mapping would race
+/// the writer's stores. Use one handle (it can offer and poll) or separate processes.
 ///
 /// Positions are logical byte counters that never wrap; the physical ring offset is the
 /// logical one modulo the ring size, so a full ring and an empty one are never confused.
@@ -316,7 +320,40 @@ impl DuraQueue {
             report: RecoveryReport::default(),
         };
         queue.recover()?;
+        if !options.reader && queue.report.discarded + usize::from(queue.format == Format::V2) > 0 {
+            queue.clear_free_space()?;
+        }
         Ok(queue)
+    }
+
+    /// Zeroes every header in the free space (from the tail to the persisted head) that
+    /// could pass for a record: records recovery left out after a gap, stale laps. Otherwise
+    /// a later record written just before them would link them back into the chain. Only
+    /// the writer does this, before it writes anything.
+    fn clear_free_space(&mut self) -> Result<()> {
+        let free = self.n - (self.tail - self.persisted_pos).min(self.n);
+        let (start, format) = ((self.tail % self.n) as usize, self.format);
+        let ring = self.mirror.bytes_mut();
+        let mut cleared = Vec::new();
+        for slot in (0..free as usize).step_by(SLOT as usize) {
+            let at = start + slot;
+            if ring
+                .get(at..)
+                .and_then(|b| format::decode_frame(format, b))
+                .is_some_and(|frame| !frame.footer)
+            {
+                ring[at..at + SLOT as usize].fill(0);
+                cleared.push(at);
+            }
+        }
+        if let (Some(&first), Some(&last)) = (cleared.first(), cleared.last()) {
+            let result = self.mirror.sync(first..last + SLOT as usize);
+            result.map_err(|source| {
+                self.poisoned = Some(source.to_string());
+                self.io("sync the cleared free space", source)
+            })?;
+        }
+        Ok(())
     }
 
     /// Rebuilds the index from the mapping: the chain of records from the head.
@@ -738,11 +775,17 @@ impl DuraQueue {
         match self.format {
             Format::V1 => {
                 let ring = self.mirror.bytes_mut();
+                // Footers first: a writer reuses a record's bytes once it sees the header
+                // zeroed, so no store of ours may land after that.
+                for entry in &self.consumed {
+                    let end =
+                        (entry.pos % self.n) as usize + record_size(u64::from(entry.len)) as usize;
+                    ring[end - SLOT as usize..end].fill(0);
+                }
+                fence(Ordering::Release);
                 for entry in &self.consumed {
                     let start = (entry.pos % self.n) as usize;
-                    let end = start + record_size(u64::from(entry.len)) as usize;
                     ring[start..start + SLOT as usize].fill(0);
-                    ring[end - SLOT as usize..end].fill(0);
                 }
                 self.sync_ring(first.pos, last.end())?;
             }
@@ -789,7 +832,9 @@ impl DuraQueue {
     /// many records were added.
     pub fn refresh(&mut self) -> Result<usize> {
         self.refresh_consumed()?;
-        if !self.pending.is_empty() {
+        if !self.options.reader || !self.pending.is_empty() {
+            // A writer is the only one that appends: there is nothing to adopt, and its
+            // positions (and `synced_end`) must never move under its own unsynced records.
             return Ok(0);
         }
         if self.records.is_empty() && self.consumed.is_empty() && self.tail == self.persisted_pos {
@@ -811,7 +856,7 @@ impl DuraQueue {
             self.records.push_back(entry);
             self.tail = entry.end();
             self.write_pos = self.tail;
-            // Another writer's records: their durability is its business.
+            // The writer's records: their durability is its business (readers never write).
             self.synced_end = self.tail;
             self.next_seq += 1;
             added += 1;
@@ -883,6 +928,12 @@ impl DuraQueue {
             Format::V2 => {
                 let sb = self.read_superblock()?;
                 if sb.head_seq > self.persisted_seq {
+                    // The reader may still be syncing this checkpoint: make sure it is on disk
+                    // before its space is reused, or a crash would lose what we write there.
+                    sys::sync_file_data(&self.file).map_err(|source| {
+                        self.poisoned = Some(source.to_string());
+                        self.io("sync the reader's checkpoint", source)
+                    })?;
                     while self.records.front().is_some_and(|e| e.seq < sb.head_seq) {
                         self.records.pop_front();
                     }
@@ -1006,10 +1057,13 @@ impl DuraQueue {
             .map(|e| (e.seq, self.ring_file_offset(e.pos), self.payload(e)))
     }
 
-    /// Closes the handle: unmaps and closes the file, reporting a failure to close.
+    /// Closes the handle: syncs records published without a sync, unmaps and closes.
     /// An open transaction was already rolled back when its [`Txn`] was dropped; polls not
     /// acknowledged under [`AckMode::Manual`] stay unacknowledged.
-    pub fn close(self) -> Result<()> {
+    pub fn close(mut self) -> Result<()> {
+        if self.poisoned.is_none() && self.synced_end < self.tail {
+            self.sync_published()?;
+        }
         let DuraQueue { file, mirror, .. } = self;
         drop(mirror);
         drop(file);
@@ -1084,13 +1138,23 @@ fn initialize(path: &Path, file: &File, size: u64, format: Format) -> Result<()>
 
 /// The format, the file offset of the ring, the ring size and (v2) the superblock.
 fn detect(path: &Path, file: &File, len: u64) -> Result<(Format, u64, u64, Option<Superblock>)> {
-    let mut magic = [0u8; 8];
-    let read = file.read_at(&mut magic, 0).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        op: "read the queue file",
-        source,
-    })?;
-    if read == magic.len() && magic == *b"DQRSv2\0\0" {
+    // v1 files are N + 1 bytes (N a multiple of 32); v2 files are a page + N. The length
+    // decides, not the first bytes: in v1 they may be the payload of a record that wraps.
+    let mut v2 = false;
+    if len % SLOT != 1 {
+        for slot in SUPERBLOCK_SLOTS {
+            let mut magic = [0u8; 8];
+            let read = file
+                .read_at(&mut magic, slot as u64)
+                .map_err(|source| Error::Io {
+                    path: path.to_path_buf(),
+                    op: "read the queue file",
+                    source,
+                })?;
+            v2 |= read == magic.len() && magic == *b"DQRSv2\0\0";
+        }
+    }
+    if v2 {
         let mut page = vec![0u8; SUPERBLOCK_SIZE as usize];
         file.read_exact_at(&mut page, 0)
             .map_err(|_| Error::Corrupt {
@@ -1103,6 +1167,18 @@ fn detect(path: &Path, file: &File, len: u64) -> Result<(Format, u64, u64, Optio
             offset: d.offset,
             detail: format!("superblock: {}", d.detail),
         })?;
+        // Positions near the top of u64 would overflow as records are added.
+        const LIMIT: u64 = 1 << 62;
+        if sb.head_seq >= LIMIT || sb.head_offset >= LIMIT {
+            return Err(Error::Corrupt {
+                path: path.to_path_buf(),
+                offset: 32,
+                detail: format!(
+                    "superblock head (seq {}, offset {}) is out of range",
+                    sb.head_seq, sb.head_offset
+                ),
+            });
+        }
         check_size(sb.ring_size, Format::V2).map_err(|_| Error::Corrupt {
             path: path.to_path_buf(),
             offset: 16,

@@ -6,7 +6,10 @@ use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use duraqueue::format::{self, Format};
+use std::fs::OpenOptions as FsOpen;
+use std::os::unix::fs::FileExt;
+
+use duraqueue::format::{self, Format, Superblock};
 use duraqueue::{AckMode, DuraQueue, Error, OpenOptions, SharedWriter};
 
 fn dir() -> tempfile::TempDir {
@@ -468,6 +471,168 @@ fn a_failed_sync_poisons_the_handle_and_loses_nothing_acknowledged() {
             [b"acknowledged"]
         );
     }
+}
+
+// ---- regressions from review: crash images and interleavings built by hand ----------------
+
+fn pwrite(path: &Path, at: u64, bytes: &[u8]) {
+    let f = FsOpen::new().write(true).open(path).unwrap();
+    f.write_all_at(bytes, at).unwrap();
+}
+fn item64(i: u8) -> Vec<u8> {
+    vec![i; 64] // 160-byte record
+}
+
+/// Crash image: records 0..8 offered in one batch (not yet acknowledged), power lost while
+/// syncing: the page with record 5's header did not reach the disk, 6 and 7 did.
+fn crash_image(path: &Path, format: Format) {
+    let mut q = DuraQueue::open_with(path, &OpenOptions::new(8192).format(format)).unwrap();
+    let batch: Vec<_> = (0..8).map(item64).collect();
+    q.offer_batch(&batch).unwrap();
+    drop(q);
+    let base = if format == Format::V2 { 4096 } else { 0 };
+    pwrite(path, base + 5 * 160, &[0; 32]);
+}
+
+#[test]
+fn records_left_out_after_a_gap_never_come_back_v1() {
+    let d = dir();
+    let path = d.path().join("q");
+    crash_image(&path, Format::V1);
+    let mut q = DuraQueue::open(&path, 8192).unwrap();
+    assert_eq!(q.count(), 5);
+    assert_eq!(q.recovery_report().discarded, 2);
+    for _ in 0..5 {
+        q.poll().unwrap();
+    }
+    drop(q);
+    let q = DuraQueue::open(&path, 8192).unwrap();
+    assert_eq!(
+        items(&q),
+        Vec::<Vec<u8>>::new(),
+        "discarded records resurrected"
+    );
+}
+
+#[test]
+fn a_writer_never_relinks_records_left_out_after_a_gap() {
+    let d = dir();
+    let path = d.path().join("q");
+    crash_image(&path, Format::V1);
+    let mut q = DuraQueue::open(&path, 8192).unwrap();
+    q.offer(&[b'X'; 64]).unwrap();
+    let added = q.refresh().unwrap();
+    assert_eq!(
+        (added, q.count()),
+        (0, 6),
+        "refresh adopted discarded records"
+    );
+}
+
+#[test]
+fn records_left_out_after_a_gap_never_come_back_v2() {
+    let d = dir();
+    let path = d.path().join("q");
+    crash_image(&path, Format::V2);
+    let mut q = DuraQueue::open(&path, 8192).unwrap();
+    assert_eq!(q.count(), 5);
+    q.offer(&[b'X'; 64]).unwrap();
+    drop(q);
+    let q = DuraQueue::open(&path, 8192).unwrap();
+    assert_eq!(
+        q.count(),
+        6,
+        "v2 recovery delivered {:?}",
+        items(&q).iter().map(|i| i[0]).collect::<Vec<_>>()
+    );
+}
+
+#[cfg(feature = "fault-injection")]
+#[test]
+fn refresh_never_skips_the_sync_of_unsynced_records() {
+    use duraqueue::fault_injection::fail_next_syncs;
+    let d = dir();
+    let path = d.path().join("q");
+    crash_image(&path, Format::V1);
+    let mut q = DuraQueue::open(&path, 8192).unwrap();
+    q.offer_unsynced(&[b'X'; 64]).unwrap(); // the facade's send
+    q.refresh().unwrap(); // the facade's recv when nothing is deliverable
+    fail_next_syncs(1);
+    assert!(
+        q.sync_published().is_err(),
+        "flush(Synced) returned Ok without syncing X"
+    );
+}
+
+#[cfg(feature = "fault-injection")]
+#[test]
+fn shared_writer_never_acknowledges_without_a_sync() {
+    use duraqueue::fault_injection::fail_next_syncs;
+    let d = dir();
+    let w = SharedWriter::new(DuraQueue::open(d.path().join("q"), 8192).unwrap());
+    for i in 0..10 {
+        w.offer_durable(&item64(i)).unwrap();
+    }
+    w.with_queue(|q| {
+        while q.poll().unwrap() {}
+        q.refresh().unwrap(); // empty ring: rescan resets positions to 0
+    });
+    fail_next_syncs(1);
+    let r = w.offer_durable(b"must be synced");
+    assert!(r.is_err(), "offer_durable returned {r:?} without any sync");
+}
+
+#[test]
+fn v1_payload_bytes_at_offset_0_do_not_make_the_file_v2() {
+    let d2 = dir();
+    let p2 = d2.path().join("q");
+    let mut q = DuraQueue::open(&p2, 8192).unwrap();
+    for i in 0..50 {
+        q.offer(&item64(i)).unwrap(); // 0..8000
+    }
+    q.poll().unwrap(); // frees 0..160
+    let mut big = vec![7u8; 200]; // record 8000..8000+288 -> wraps to 96
+    big[160..168].copy_from_slice(b"DQRSv2\0\0"); // payload byte 160 sits at 8032+160-8192 = 0
+    q.offer(&big).unwrap();
+    drop(q);
+    let r = DuraQueue::open(&p2, 8192);
+    assert!(r.is_ok(), "a valid v1 file no longer opens: {:?}", r.err());
+}
+
+#[test]
+fn v2_with_a_damaged_slot_0_opens_as_v2() {
+    let d = dir();
+    let path = d.path().join("q");
+    let mut q = DuraQueue::open_with(&path, &OpenOptions::new(8192).format(Format::V2)).unwrap();
+    q.offer(b"a").unwrap();
+    q.offer(b"b").unwrap();
+    q.poll().unwrap(); // gen 2 in slot 0
+    q.poll().unwrap(); // gen 3 in slot 1
+    q.offer(b"live").unwrap();
+    drop(q);
+    pwrite(&path, 0, &[0; 64]); // torn/garbled slot 0; slot 1 is valid
+    let q = DuraQueue::open_reader(&path).unwrap();
+    assert_eq!(
+        (q.format(), items(&q)),
+        (Format::V2, vec![b"live".to_vec()])
+    );
+}
+
+#[test]
+fn v2_superblock_positions_out_of_range_are_corrupt() {
+    let d = dir();
+    let path = d.path().join("q");
+    drop(DuraQueue::open_with(&path, &OpenOptions::new(8192).format(Format::V2)).unwrap());
+    let sb = Superblock {
+        page_size: 4096,
+        ring_size: 8192,
+        generation: 9,
+        head_seq: u64::MAX - 1,
+        head_offset: 0,
+    };
+    pwrite(&path, 0, &sb.encode());
+    let err = DuraQueue::open(&path, 8192).unwrap_err();
+    assert!(matches!(err, Error::Corrupt { offset: 32, .. }), "{err}");
 }
 
 // ---- the C original's files -------------------------------------------------------------------

@@ -6,10 +6,10 @@
 //! removing, `ack` polls (durably), `nack(requeue)` lets the record be delivered again.
 //!
 //! All facade handles on one file in one process share one queue handle, which holds both
-//! advisory locks: another process can open the file only when this one holds no handle,
-//! except through the native API (a reader process with `DuraQueue::open_reader`). Records a
-//! writer in another process commits are picked up by polling the mapping (every 1 ms at
-//! most while a receive waits).
+//! advisory locks (writer and reader): while this process has a facade handle open on the
+//! file, no other process can open it (it gets `Locked`). The crash case of the conformance
+//! suite is the other way round: a producer process opens the file, is killed, and its
+//! messages are read by the next process that opens it.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
