@@ -537,7 +537,14 @@ impl DuraQueue {
         // that sees a header sees the rest of its record.
         fence(Ordering::Release);
         let ring = self.mirror.bytes_mut();
-        for (entry, header) in &self.pending {
+        // Last to first: the chain reaches the transaction only through its first record, so
+        // until that header is in place (the last store) none of it is linked. (In v1 on an
+        // empty ring the later records can form a chain of their own after a crash mid-way;
+        // v2 starts recovery at its checkpoint and never can.)
+        for (i, (entry, header)) in self.pending.iter().enumerate().rev() {
+            if i == 0 {
+                fence(Ordering::Release);
+            }
             let start = (entry.pos % self.n) as usize;
             ring[start..start + SLOT as usize].copy_from_slice(header);
         }
@@ -1153,6 +1160,17 @@ fn detect(path: &Path, file: &File, len: u64) -> Result<(Format, u64, u64, Optio
                 })?;
             v2 |= read == magic.len() && magic == *b"DQRSv2\0\0";
         }
+    }
+    if !v2 && len % SLOT != 1 && len >= SUPERBLOCK_SIZE {
+        // Not N + 1 bytes, so not a v1 file; without a superblock magic, not a v2 file either
+        // (or one whose superblock is destroyed): refuse rather than write v1 over it.
+        return Err(Error::Corrupt {
+            path: path.to_path_buf(),
+            offset: 0,
+            detail: format!(
+                "a file of {len} bytes is neither v1 (ring + 1 bytes) nor v2 (no superblock magic at 0 or 512)"
+            ),
+        });
     }
     if v2 {
         let mut page = vec![0u8; SUPERBLOCK_SIZE as usize];
