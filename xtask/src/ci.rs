@@ -41,7 +41,7 @@ fn steps() -> Vec<Step> {
         ),
         step(
             "tests, all features",
-            &["test", "--workspace", "--all-features"],
+            &["test", "--workspace", "--all-features", "--no-fail-fast"],
         ),
         // The paths that only exist with a feature off (e.g. "backend not compiled in").
         step(
