@@ -54,13 +54,9 @@ fn registered_without_harness() {
 
 // ---- test runner --------------------------------------------------------------------------
 
-/// One test: a function that panics on failure.
-struct Trial {
-    name: &'static str,
-    run: fn(),
-    /// `Some(reason)`: skipped unless `--ignored` or `--include-ignored` is given.
-    ignore: Option<&'static str>,
-}
+mod support;
+
+use support::Trial;
 
 const TRIALS: &[Trial] = &[
     Trial {
@@ -124,96 +120,7 @@ const TRIALS: &[Trial] = &[
 const ROLE_ENV: &str = "DURAQUEUE_CRASH_CHILD";
 
 fn main() -> ExitCode {
-    if let Ok(role) = std::env::var(ROLE_ENV) {
-        return child_main(&role);
-    }
-    run_trials(TRIALS)
-}
-
-/// Runs the trials selected by the command line, libtest style; 101 on any failure.
-fn run_trials(trials: &[Trial]) -> ExitCode {
-    let mut filter: Option<String> = None;
-    let mut skips: Vec<String> = Vec::new();
-    let (mut exact, mut list, mut ignored_only, mut include_ignored) = (false, false, false, false);
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--exact" => exact = true,
-            "--list" => list = true,
-            "--ignored" => ignored_only = true,
-            "--include-ignored" => include_ignored = true,
-            "--skip" => skips.extend(args.next()),
-            // Options of libtest that take a separate value: skip the value too.
-            "--test-threads" | "--format" | "--color" | "--logfile" | "-Z" | "--shuffle-seed" => {
-                args.next();
-            }
-            _ if arg.starts_with('-') => {}
-            _ => {
-                if filter.is_none() {
-                    filter = Some(arg);
-                }
-            }
-        }
-    }
-    let selected = |name: &str| {
-        let matches = filter
-            .as_deref()
-            .is_none_or(|f| if exact { name == f } else { name.contains(f) });
-        matches && !skips.iter().any(|s| name.contains(s.as_str()))
-    };
-    if list {
-        for t in trials.iter().filter(|t| selected(t.name)) {
-            println!("{}: test", t.name);
-        }
-        return ExitCode::SUCCESS;
-    }
-    let chosen: Vec<&Trial> = trials
-        .iter()
-        .filter(|t| selected(t.name) && (!ignored_only || t.ignore.is_some()))
-        .collect();
-    let filtered_out = trials.len() - chosen.len();
-    println!(
-        "\nrunning {} test{}",
-        chosen.len(),
-        if chosen.len() == 1 { "" } else { "s" }
-    );
-    let (mut passed, mut failed, mut ignored) = (0, Vec::new(), 0);
-    for trial in chosen {
-        if let Some(reason) = trial.ignore
-            && !(ignored_only || include_ignored)
-        {
-            println!("test {} ... ignored, {reason}", trial.name);
-            ignored += 1;
-            continue;
-        }
-        let outcome = panic::catch_unwind(trial.run);
-        match outcome {
-            Ok(()) => {
-                println!("test {} ... ok", trial.name);
-                passed += 1;
-            }
-            Err(_) => {
-                println!("test {} ... FAILED", trial.name);
-                failed.push(trial.name);
-            }
-        }
-    }
-    if !failed.is_empty() {
-        println!("\nfailures:");
-        for name in &failed {
-            println!("    {name}");
-        }
-    }
-    println!(
-        "\ntest result: {}. {passed} passed; {} failed; {ignored} ignored; 0 measured; {filtered_out} filtered out\n",
-        if failed.is_empty() { "ok" } else { "FAILED" },
-        failed.len(),
-    );
-    if failed.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(101)
-    }
+    support::main(TRIALS, ROLE_ENV, child_main)
 }
 
 // ---- shared helpers -----------------------------------------------------------------------

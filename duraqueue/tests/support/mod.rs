@@ -1,0 +1,41 @@
+//! The runner shared by the test binaries that bring their own `main` (`harness = false`)
+//! because they re-execute themselves as child processes.
+
+use std::process::ExitCode;
+
+/// One test: a function that panics on failure.
+pub(crate) struct Trial {
+    pub(crate) name: &'static str,
+    pub(crate) run: fn(),
+    /// `Some(reason)`: skipped unless `--ignored` or `--include-ignored` is given.
+    pub(crate) ignore: Option<&'static str>,
+}
+
+/// Plays the child role named by `role_env` when it is set; otherwise runs `trials`, one at
+/// a time unless `--test-threads` says otherwise (they start processes and measure
+/// recovery, so they do not share the machine with each other by default).
+pub(crate) fn main(trials: &[Trial], role_env: &str, child_main: fn(&str) -> ExitCode) -> ExitCode {
+    if let Ok(role) = std::env::var(role_env) {
+        return child_main(&role);
+    }
+    let mut args = libtest_mimic::Arguments::from_args();
+    args.test_threads.get_or_insert(1);
+    let trials = trials
+        .iter()
+        .map(|t| {
+            let run = t.run;
+            libtest_mimic::Trial::test(t.name, move || {
+                std::panic::catch_unwind(run).map_err(|panic| {
+                    panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                        .unwrap_or_else(|| "panicked".to_owned())
+                        .into()
+                })
+            })
+            .with_ignored_flag(t.ignore.is_some())
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit_code()
+}
