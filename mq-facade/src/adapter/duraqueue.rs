@@ -14,7 +14,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, Weak};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use duraqueue::{DuraQueue, Format, OpenOptions, Seq, SyncMode};
 
@@ -24,8 +24,6 @@ use crate::{
 };
 
 const BACKEND: &str = "duraqueue";
-/// How often a waiting call looks at the mapping for work done by another process.
-const POLL: Duration = Duration::from_millis(1);
 
 /// What a `duraqueue://` URL asks for.
 #[derive(Debug, Clone)]
@@ -127,20 +125,22 @@ impl Shared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Waits for a change in this process, or `POLL` for one in another, until `deadline`.
+    /// Waits for a change made through this process's handles until `deadline`. Nothing
+    /// else can change the queue: the shared handle holds both advisory locks.
     fn pause<'a>(
         &'a self,
         state: MutexGuard<'a, State>,
         deadline: Option<Instant>,
     ) -> MutexGuard<'a, State> {
-        let mut pause = POLL;
-        if let Some(at) = deadline {
-            pause = pause.min(at.saturating_duration_since(Instant::now()));
+        match deadline {
+            None => self.changed.wait(state).unwrap_or_else(|p| p.into_inner()),
+            Some(at) => {
+                self.changed
+                    .wait_timeout(state, at.saturating_duration_since(Instant::now()))
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0
+            }
         }
-        self.changed
-            .wait_timeout(state, pause)
-            .unwrap_or_else(|p| p.into_inner())
-            .0
     }
 
     fn capabilities(state: &State) -> Capabilities {
@@ -273,10 +273,6 @@ impl Consumer for DuraConsumer {
                         .redelivered(redelivered)
                         .seq(Some(seq)),
                 ));
-            }
-            // Records another process committed since we last looked.
-            if queue.refresh().map_err(map_error)? > 0 {
-                continue;
             }
             if deadline.is_some_and(|at| Instant::now() >= at) {
                 return Ok(None);
