@@ -64,11 +64,14 @@
 //!   which an offer that finds the ring full does by itself.
 
 #![warn(missing_docs)]
+// All `unsafe` lives in `sys`; the rest of the crate cannot add any.
+#![deny(unsafe_code)]
 
 mod error;
 pub mod format;
 mod group;
 mod queue;
+#[allow(unsafe_code)]
 mod sys;
 
 pub use error::{Error, Result};
