@@ -56,7 +56,7 @@ fn registered_without_harness() {
 
 mod support;
 
-use support::Trial;
+use support::{Trial, format_name, mix, say};
 
 const TRIALS: &[Trial] = &[
     Trial {
@@ -134,14 +134,6 @@ const CHILD_LIMIT: Duration = Duration::from_secs(30);
 /// How long the parent waits for a child to get ready.
 const READY_LIMIT: Duration = Duration::from_secs(30);
 
-/// splitmix64: a deterministic hash of a number.
-fn mix(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// A small xorshift generator.
 struct Rng(u64);
 
@@ -211,13 +203,6 @@ fn seed() -> u64 {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(1, |d| d.as_nanos() as u64)
         })
-}
-
-fn format_name(format: Format) -> &'static str {
-    match format {
-        Format::V1 => "v1",
-        Format::V2 => "v2",
-    }
 }
 
 /// A child process that is killed and reaped whatever happens to the test.
@@ -340,15 +325,6 @@ fn run_and_kill(role: &str, vars: &[(&str, String)], delay: Duration) -> Vec<Str
         &out[out.len().saturating_sub(3)..]
     );
     out
-}
-
-/// One line of child output, written with one `write` so a kill cannot split it.
-fn say(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let text = format!("{line}\n");
-    // A failed write means the parent is gone: nothing left to report to.
-    let _ = out.write_all(text.as_bytes());
-    let _ = out.flush();
 }
 
 /// Parses `<tag> <n>` lines with the given tag; the numbers must run consecutively from

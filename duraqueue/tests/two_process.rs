@@ -47,7 +47,7 @@ fn registered_without_harness() {
 
 mod support;
 
-use support::Trial;
+use support::{Trial, format_name, mix, say};
 
 const TRIALS: &[Trial] = &[
     Trial {
@@ -101,14 +101,6 @@ fn items() -> u64 {
         .unwrap_or(20_000)
 }
 
-/// splitmix64: a deterministic hash of a number.
-fn mix(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 /// Item `i`: its number (8 bytes, little endian), then 0..200 bytes derived from it.
 fn item(i: u64) -> Vec<u8> {
     let len = 8 + (mix(i) % 200) as usize;
@@ -120,13 +112,6 @@ fn item(i: u64) -> Vec<u8> {
         state as u8
     }));
     out
-}
-
-fn format_name(format: Format) -> &'static str {
-    match format {
-        Format::V1 => "v1",
-        Format::V2 => "v2",
-    }
 }
 
 /// A child process that is killed and reaped whatever happens to the test.
@@ -267,15 +252,6 @@ fn line_reader(stdout: ChildStdout) -> (mpsc::Receiver<String>, JoinHandle<()>) 
         }
     });
     (rx, handle)
-}
-
-/// One line of child output.
-fn say(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let text = format!("{line}\n");
-    // A failed write means the parent is gone: nothing left to report to.
-    let _ = out.write_all(text.as_bytes());
-    let _ = out.flush();
 }
 
 /// Creates the queue file with `format` and closes it.

@@ -1,7 +1,10 @@
 //! The runner shared by the test binaries that bring their own `main` (`harness = false`)
 //! because they re-execute themselves as child processes.
 
+use std::io::Write;
 use std::process::ExitCode;
+
+use duraqueue::Format;
 
 /// One test: a function that panics on failure.
 pub(crate) struct Trial {
@@ -38,4 +41,29 @@ pub(crate) fn main(trials: &[Trial], role_env: &str, child_main: fn(&str) -> Exi
         })
         .collect();
     libtest_mimic::run(&args, trials).exit_code()
+}
+
+/// splitmix64: a deterministic hash of a number (seeds, sizes, delays).
+pub(crate) fn mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// `v1` or `v2`, for messages.
+pub(crate) fn format_name(format: Format) -> &'static str {
+    match format {
+        Format::V1 => "v1",
+        Format::V2 => "v2",
+    }
+}
+
+/// One line of child output, written with one `write` so a kill cannot split it.
+pub(crate) fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let text = format!("{line}\n");
+    // A failed write means the parent is gone: nothing left to report to.
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
 }
