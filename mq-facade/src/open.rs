@@ -92,36 +92,7 @@ impl Target {
                 )?))
             }
             #[cfg(feature = "duraqueue")]
-            "duraqueue" => {
-                let mut params = Params::new(raw, &url)?;
-                let path = local_path(raw, &url)?;
-                let size = params.take::<String>("size")?.ok_or_else(|| {
-                    invalid(
-                        raw,
-                        "missing parameter `size` (the ring size, e.g. size=8MiB)",
-                    )
-                })?;
-                let size = duraqueue::parse_size(&size)
-                    .map_err(|e| invalid(raw, format!("parameter `size`: {e}")))?;
-                let format = params.choose(
-                    "format",
-                    &[("v1", duraqueue::Format::V1), ("v2", duraqueue::Format::V2)],
-                )?;
-                let sync = params.choose(
-                    "sync",
-                    &[
-                        ("msync", duraqueue::SyncMode::Msync),
-                        ("fdatasync", duraqueue::SyncMode::Fdatasync),
-                    ],
-                )?;
-                params.finish()?;
-                Ok(Target::Duraqueue(crate::adapter::duraqueue::Target {
-                    path,
-                    size,
-                    format,
-                    sync,
-                }))
-            }
+            "duraqueue" => crate::adapter::duraqueue::parse(raw, &url).map(Target::Duraqueue),
             _ => Err(Error::BackendUnavailable {
                 scheme: scheme.to_owned(),
                 hint: match feature {
@@ -133,7 +104,7 @@ impl Target {
     }
 }
 
-fn invalid(url: &str, reason: impl Into<String>) -> Error {
+pub(crate) fn invalid(url: &str, reason: impl Into<String>) -> Error {
     Error::InvalidUrl {
         url: url.to_owned(),
         reason: reason.into(),
@@ -142,7 +113,7 @@ fn invalid(url: &str, reason: impl Into<String>) -> Error {
 
 /// The queue name of `scheme://NAME`: a host and nothing else (no path, user or port).
 #[cfg_attr(not(feature = "mem"), allow(dead_code))]
-fn single_name(raw: &str, url: &Url) -> Result<String> {
+pub(crate) fn single_name(raw: &str, url: &Url) -> Result<String> {
     let name = url.host_str().unwrap_or_default();
     // The URL parser drops an empty port (`q:`) and accepts `[::1]`: check the raw text.
     let authority = raw.split_once("://").map_or("", |(_, rest)| {
@@ -179,7 +150,7 @@ fn single_name(raw: &str, url: &Url) -> Result<String> {
 
 /// The file path of `scheme:///absolute/path` (no host: the file is on this machine).
 #[cfg_attr(not(feature = "duraqueue"), allow(dead_code))]
-fn local_path(raw: &str, url: &Url) -> Result<std::path::PathBuf> {
+pub(crate) fn local_path(raw: &str, url: &Url) -> Result<std::path::PathBuf> {
     if url.host_str().is_some_and(|h| !h.is_empty()) {
         return Err(invalid(
             raw,
@@ -207,14 +178,14 @@ fn local_path(raw: &str, url: &Url) -> Result<std::path::PathBuf> {
 
 /// Query parameters, taken one by one with their types; whatever is left over is an error.
 #[cfg_attr(not(feature = "mem"), allow(dead_code))]
-struct Params<'a> {
+pub(crate) struct Params<'a> {
     raw: &'a str,
     pairs: BTreeMap<String, String>,
 }
 
 #[cfg_attr(not(feature = "mem"), allow(dead_code))]
 impl<'a> Params<'a> {
-    fn new(raw: &'a str, url: &Url) -> Result<Self> {
+    pub(crate) fn new(raw: &'a str, url: &Url) -> Result<Self> {
         let mut pairs = BTreeMap::new();
         for (key, value) in url.query_pairs() {
             if pairs.insert(key.to_string(), value.to_string()).is_some() {
@@ -225,7 +196,7 @@ impl<'a> Params<'a> {
     }
 
     /// Removes `key` and parses its value as `T`.
-    fn take<T: FromStr>(&mut self, key: &str) -> Result<Option<T>>
+    pub(crate) fn take<T: FromStr>(&mut self, key: &str) -> Result<Option<T>>
     where
         T::Err: std::fmt::Display,
     {
@@ -245,7 +216,7 @@ impl<'a> Params<'a> {
 
     /// Removes `key`, one of `choices` (the first is the default when it is absent).
     #[cfg_attr(not(feature = "duraqueue"), allow(dead_code))]
-    fn choose<T: Copy>(&mut self, key: &str, choices: &[(&str, T)]) -> Result<T> {
+    pub(crate) fn choose<T: Copy>(&mut self, key: &str, choices: &[(&str, T)]) -> Result<T> {
         let Some(value) = self.pairs.remove(key) else {
             return Ok(choices[0].1);
         };
@@ -265,7 +236,7 @@ impl<'a> Params<'a> {
     }
 
     /// Fails on the first parameter no one took.
-    fn finish(self) -> Result<()> {
+    pub(crate) fn finish(self) -> Result<()> {
         match self.pairs.keys().next() {
             Some(key) => Err(invalid(self.raw, format!("unknown parameter `{key}`"))),
             None => Ok(()),

@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use duraqueue::{DuraQueue, Format, OpenOptions, Seq, SyncMode};
 
+use crate::open::{Params, invalid, local_path};
 use crate::{
     Capabilities, Consumer, Delivery, Durability, Error, Meta, Producer, Receipt, Result,
     SendOptions, Tag, Wait,
@@ -32,6 +33,35 @@ pub(crate) struct Target {
     pub(crate) size: u64,
     pub(crate) format: Format,
     pub(crate) sync: SyncMode,
+}
+
+/// Parses `duraqueue:///PATH?size=8MiB&format=v1|v2&sync=msync|fdatasync`.
+pub(crate) fn parse(raw: &str, url: &url::Url) -> Result<Target> {
+    let mut params = Params::new(raw, url)?;
+    let path = local_path(raw, url)?;
+    let size = params.take::<String>("size")?.ok_or_else(|| {
+        invalid(
+            raw,
+            "missing parameter `size` (the ring size, e.g. size=8MiB)",
+        )
+    })?;
+    let size =
+        duraqueue::parse_size(&size).map_err(|e| invalid(raw, format!("parameter `size`: {e}")))?;
+    let format = params.choose("format", &[("v1", Format::V1), ("v2", Format::V2)])?;
+    let sync = params.choose(
+        "sync",
+        &[
+            ("msync", SyncMode::Msync),
+            ("fdatasync", SyncMode::Fdatasync),
+        ],
+    )?;
+    params.finish()?;
+    Ok(Target {
+        path,
+        size,
+        format,
+        sync,
+    })
 }
 
 /// Maps the crate's errors onto the facade's, exhaustively for what has a counterpart.
