@@ -1218,6 +1218,26 @@ fn detect(path: &Path, file: &File, len: u64) -> Result<(Format, u64, u64, Optio
         return Ok((Format::V2, SUPERBLOCK_SIZE, sb.ring_size, Some(sb)));
     }
     // v1: no header; the ring is the file length rounded down to 32 (the file is N + 1).
+    // A v2 file cut to a page + 1 bytes has that length too: its superblock (CRC-checked)
+    // claiming a ring longer than the file gives it away. A v1 payload would have to be a
+    // valid superblock page, at offset 0, to be taken for one.
+    if len % SLOT == 1 && len >= SUPERBLOCK_SIZE {
+        let mut page = vec![0u8; SUPERBLOCK_SIZE as usize];
+        if file.read_exact_at(&mut page, 0).is_ok()
+            && let Ok((sb, _)) = Superblock::read_page(&page)
+            && SUPERBLOCK_SIZE.saturating_add(sb.ring_size) > len
+        {
+            return Err(Error::Corrupt {
+                path: path.to_path_buf(),
+                offset: len,
+                detail: format!(
+                    "a v2 superblock claims a ring of {} bytes but the file has only {len} \
+                     bytes: a truncated v2 file",
+                    sb.ring_size
+                ),
+            });
+        }
+    }
     let n = len / SLOT * SLOT;
     check_size(n, Format::V1).map_err(|e| match e {
         Error::InvalidSize { reason, .. } => Error::Corrupt {
