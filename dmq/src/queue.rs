@@ -758,6 +758,14 @@ impl Writer {
 
 const CHUNK: usize = 256 * 1024;
 
+/// What one attempt of the reader found.
+enum Poll {
+    Message(Message),
+    Empty,
+    /// Writers were moved; the old file may be drained once this instant has passed.
+    GraceUntil(Instant),
+}
+
 /// The one reader of a queue: drains the read file, moves writers and switches files.
 #[derive(Debug)]
 pub struct Reader {
@@ -852,13 +860,27 @@ impl Reader {
             _ => None,
         };
         loop {
-            if let Some(m) = self.poll_once()? {
-                return Ok(Some(m));
+            let grace_until = match self.poll_once()? {
+                Poll::Message(m) => return Ok(Some(m)),
+                Poll::Empty => None,
+                Poll::GraceUntil(at) => Some(at),
+            };
+            if let Wait::Until(at) = wait
+                && Instant::now() >= at
+            {
+                return Ok(None);
             }
-            match wait {
-                Wait::NoWait => return Ok(None),
-                Wait::Until(at) if Instant::now() >= at => return Ok(None),
-                _ => self.watch.wait(deadline),
+            match (wait, grace_until) {
+                // A non-blocking receive waits out the grace (at most `switch_grace`, once
+                // per switch) so that a drain loop sees the other file.
+                (Wait::NoWait, Some(at)) => {
+                    std::thread::sleep(at.saturating_duration_since(Instant::now()))
+                }
+                (Wait::NoWait, None) => return Ok(None),
+                (_, Some(at)) => self
+                    .watch
+                    .wait(Some(deadline.map_or(at, |d| d.min(at)))),
+                (_, None) => self.watch.wait(deadline),
             }
         }
     }
@@ -1079,7 +1101,7 @@ impl Reader {
 
     /// One attempt: a message if one is there now, moving writers and switching files on
     /// the way as the original's rules say.
-    fn poll_once(&mut self) -> Result<Option<Message>> {
+    fn poll_once(&mut self) -> Result<Poll> {
         if self.poisoned {
             return Err(Error::Poisoned);
         }
@@ -1110,7 +1132,7 @@ impl Reader {
                     if self.q.opts.commit == Commit::OnReceive {
                         self.commit_to(mark)?;
                     }
-                    return Ok(Some(Message { data, mark }));
+                    return Ok(Poll::Message(Message { data, mark }));
                 }
                 Ok(Decoded::Incomplete) => {}
                 Err(reason) => {
@@ -1124,25 +1146,26 @@ impl Reader {
             if self.fill()? > 0 {
                 continue;
             }
-            // End of the current file.
+            // End of the current file. As the original: at the first end of file of the
+            // shared file (after more than `switch_min_bytes`), move writers and report
+            // nothing; at the next, drain the old file and switch.
             if self.cur == self.wt {
                 if self.pending_old.is_none() && self.read_end() >= self.q.opts.switch_min_bytes {
                     self.flip()?;
-                    continue;
                 }
-                return Ok(None);
+                return Ok(Poll::Empty);
             }
             if self.pending_old.is_some() {
-                return Ok(None);
+                return Ok(Poll::Empty);
             }
             // Writers have left this file. Give writers without a lock their grace, then
             // check the size once more under the exclusive lock.
-            if let Some(at) = self.flipped_at.take() {
-                let grace = self.q.opts.switch_grace;
-                let elapsed = at.elapsed();
-                if elapsed < grace {
-                    std::thread::sleep(grace - elapsed);
+            if let Some(at) = self.flipped_at {
+                let until = at + self.q.opts.switch_grace;
+                if Instant::now() < until {
+                    return Ok(Poll::GraceUntil(until));
                 }
+                self.flipped_at = None;
             }
             let old = self.cur;
             let path = &self.q.paths[old];
