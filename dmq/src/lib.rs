@@ -61,4 +61,4 @@ pub use queue::{
     Commit, Durability, MapInfo, Mark, Message, OpenOptions, Queue, Reader, Repair, Wait, Writer,
     WriterSync,
 };
-pub use watch::Waker;
+pub use watch::Watcher;

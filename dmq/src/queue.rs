@@ -16,7 +16,7 @@ use crate::format::{
     OFF_READTARGET, OFF_WRITEDELAY, OFF_WRITETARGET, PATH_FIELDS,
 };
 use crate::sys::MapView;
-use crate::watch::{Waker, Watch};
+use crate::watch::Watcher;
 
 /// How long a receive may wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -772,7 +772,7 @@ pub struct Reader {
     q: Arc<Inner>,
     files: [File; 2],
     _lock: File,
-    watch: Watch,
+    watch: Watcher,
     /// File being read, and the file writers use (only this reader changes it).
     cur: usize,
     wt: usize,
@@ -829,7 +829,7 @@ impl Reader {
         // republish ours.
         q.map.store_u64(OFF_READOFFSET, position);
         let watch =
-            Watch::new(&[&q.paths[0], &q.paths[1]]).map_err(io_err("watch", &q.paths[0]))?;
+            Watcher::new(&[&q.paths[0], &q.paths[1]]).map_err(io_err("watch", &q.paths[0]))?;
         Ok(Reader {
             q,
             files,
@@ -877,9 +877,7 @@ impl Reader {
                     std::thread::sleep(at.saturating_duration_since(Instant::now()))
                 }
                 (Wait::NoWait, None) => return Ok(None),
-                (_, Some(at)) => self
-                    .watch
-                    .wait(Some(deadline.map_or(at, |d| d.min(at)))),
+                (_, Some(at)) => self.watch.wait(Some(deadline.map_or(at, |d| d.min(at)))),
                 (_, None) => self.watch.wait(deadline),
             }
         }
@@ -924,9 +922,10 @@ impl Reader {
         })
     }
 
-    /// A handle that wakes this reader's blocked `recv` from another thread.
-    pub fn waker(&self) -> Waker {
-        self.watch.waker()
+    /// The reader's watch on the data files: another thread can wait on it for new data
+    /// without holding the reader, or wake this reader's blocked `recv`.
+    pub fn watcher(&self) -> Watcher {
+        self.watch.clone()
     }
 
     /// Commits every message received so far ([`Commit::Explicit`]; a no-op otherwise).

@@ -20,30 +20,23 @@ const SAFETY_NET: Duration = Duration::from_millis(200);
 /// Longest single sleep without inotify.
 const FALLBACK: Duration = Duration::from_millis(2);
 
-/// The waiting side: owned by a reader.
-#[derive(Debug)]
-pub(crate) struct Watch {
-    inotify: Option<Inotify>,
-    wake: Arc<EventFd>,
-}
-
-/// Interrupts a [`Watch::wait`] from any thread.
+/// Waits for writes to a queue's data files, or for [`Watcher::wake`]; obtained from
+/// [`Reader::watcher`](crate::Reader::watcher). Clones share one watch, so a thread can
+/// wait while another holds the reader (a consumer pool around one reader).
 #[derive(Debug, Clone)]
-pub struct Waker {
-    wake: Arc<EventFd>,
+pub struct Watcher {
+    inner: Arc<Inner>,
 }
 
-impl Waker {
-    /// Wakes the reader's current or next wait.
-    pub fn wake(&self) {
-        // Only fails if the counter would overflow, which leaves it readable anyway.
-        let _ = self.wake.write(1);
-    }
+#[derive(Debug)]
+struct Inner {
+    inotify: Option<Inotify>,
+    wake: EventFd,
 }
 
-impl Watch {
+impl Watcher {
     /// Watches `files` for writes.
-    pub(crate) fn new(files: &[&Path]) -> std::io::Result<Watch> {
+    pub(crate) fn new(files: &[&Path]) -> std::io::Result<Watcher> {
         let wake = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
             .map_err(std::io::Error::from)?;
         let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK)
@@ -54,23 +47,22 @@ impl Watch {
                 }
                 Some(ino)
             });
-        Ok(Watch {
-            inotify,
-            wake: Arc::new(wake),
+        Ok(Watcher {
+            inner: Arc::new(Inner { inotify, wake }),
         })
     }
 
-    /// A handle that interrupts waits.
-    pub(crate) fn waker(&self) -> Waker {
-        Waker {
-            wake: Arc::clone(&self.wake),
-        }
+    /// Wakes the current or next [`Watcher::wait`] (of any clone).
+    pub fn wake(&self) {
+        // Only fails if the counter would overflow, which leaves it readable anyway.
+        let _ = self.inner.wake.write(1);
     }
 
-    /// Sleeps until a data file is written, the waker rings, or `deadline` passes (None:
-    /// no deadline), then empties the event queues. May return early (spuriously).
-    pub(crate) fn wait(&self, deadline: Option<Instant>) {
-        let cap = if self.inotify.is_some() {
+    /// Sleeps until a data file is written, [`Watcher::wake`] is called, or `deadline`
+    /// passes (None: no deadline), then empties the event queues. May return early
+    /// (spuriously, or at least every 200 ms): callers re-check what they wait for.
+    pub fn wait(&self, deadline: Option<Instant>) {
+        let cap = if self.inner.inotify.is_some() {
             SAFETY_NET
         } else {
             FALLBACK
@@ -83,8 +75,8 @@ impl Watch {
         let ms = timeout.as_micros().div_ceil(1000);
         let timeout =
             PollTimeout::try_from(ms.min(u128::from(u16::MAX)) as u16).unwrap_or(PollTimeout::NONE);
-        let mut fds = vec![PollFd::new(self.wake.as_fd(), PollFlags::POLLIN)];
-        if let Some(ino) = &self.inotify {
+        let mut fds = vec![PollFd::new(self.inner.wake.as_fd(), PollFlags::POLLIN)];
+        if let Some(ino) = &self.inner.inotify {
             fds.push(PollFd::new(ino.as_fd(), PollFlags::POLLIN));
         }
         // EINTR or any other failure is a spurious wake-up: the caller re-checks.
@@ -93,9 +85,9 @@ impl Watch {
     }
 
     /// Reads every queued event (non-blocking).
-    pub(crate) fn drain(&self) {
-        let _ = self.wake.read();
-        if let Some(ino) = &self.inotify {
+    fn drain(&self) {
+        let _ = self.inner.wake.read();
+        if let Some(ino) = &self.inner.inotify {
             while matches!(ino.read_events(), Ok(events) if !events.is_empty()) {}
         }
     }

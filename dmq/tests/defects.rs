@@ -339,7 +339,10 @@ fn d08_explicit_commit_redelivers_what_was_not_committed() {
     // Writers moved; more messages go to file 1 and are read before any commit.
     w.send(b"in-file-1").unwrap();
     assert_eq!(&*r.recv(Wait::Forever).unwrap().unwrap(), b"in-file-1");
-    assert!(size(&base, "0") > 0, "file 0 kept while its messages are uncommitted");
+    assert!(
+        size(&base, "0") > 0,
+        "file 0 kept while its messages are uncommitted"
+    );
     drop(r);
     let mut r = q.reader().unwrap();
     let again = drain(&mut r);
@@ -355,7 +358,11 @@ fn d08_explicit_commit_redelivers_what_was_not_committed() {
     let mut r = q.reader().unwrap();
     assert_eq!(drain(&mut r).len(), 4);
     r.commit().unwrap();
-    assert_eq!(size(&base, "0"), 0, "commit across the switch truncates file 0");
+    assert_eq!(
+        size(&base, "0"),
+        0,
+        "commit across the switch truncates file 0"
+    );
     drop(r);
     let mut r = q.reader().unwrap();
     assert!(r.try_recv().unwrap().is_none());
@@ -369,7 +376,10 @@ fn d09_rotation_and_backlog_bound_a_lagging_reader() {
         w.send(format!("{i:063}").as_bytes()).unwrap();
     }
     let mut r = q.reader().unwrap();
-    assert_eq!(&*r.try_recv().unwrap().unwrap(), format!("{:063}", 0).as_bytes());
+    assert_eq!(
+        &*r.try_recv().unwrap().unwrap(),
+        format!("{:063}", 0).as_bytes()
+    );
     assert_eq!(state(&q).1, 1, "writers moved before the reader caught up");
     for i in 100..200 {
         w.send(format!("{i:063}").as_bytes()).unwrap();
@@ -386,7 +396,10 @@ fn d09_rotation_and_backlog_bound_a_lagging_reader() {
     for _ in 0..10 {
         w.send(&[b'b'; 64]).unwrap();
     }
-    assert!(matches!(w.send(b"x"), Err(Error::Full { backlog: 650, .. })));
+    assert!(matches!(
+        w.send(b"x"),
+        Err(Error::Full { backlog: 650, .. })
+    ));
     assert_eq!(size(&base, "0"), 650);
     let mut r = q.reader().unwrap();
     r.try_recv().unwrap().unwrap();
@@ -512,8 +525,14 @@ fn d15_two_queues_in_one_process_keep_their_own_state() {
     }
     let (mut ra, mut rb) = (a.reader().unwrap(), b.reader().unwrap());
     for i in 0..50 {
-        assert_eq!(&*ra.try_recv().unwrap().unwrap(), format!("a{i}").as_bytes());
-        assert_eq!(&*rb.try_recv().unwrap().unwrap(), format!("b{i}").as_bytes());
+        assert_eq!(
+            &*ra.try_recv().unwrap().unwrap(),
+            format!("a{i}").as_bytes()
+        );
+        assert_eq!(
+            &*rb.try_recv().unwrap().unwrap(),
+            format!("b{i}").as_bytes()
+        );
     }
     // And one reader per queue.
     assert!(matches!(a.reader(), Err(Error::ReaderBusy { .. })));

@@ -83,7 +83,10 @@ fn every_fixture_drains_to_its_expected_messages() {
         let (_dir, base) = copy_fixture(name);
         // The framing comes from the map, whatever the caller passes.
         let queue = Queue::open(&base, Some(Framing::Raw)).unwrap();
-        assert_eq!(i64::from(queue.framing().mode()), fx["mode"].as_i64().unwrap());
+        assert_eq!(
+            i64::from(queue.framing().mode()),
+            fx["mode"].as_i64().unwrap()
+        );
         check_map(&queue, &fx["map"], name);
         // The stored paths are kept as the original wrote them.
         let info = queue.info().unwrap();
@@ -100,10 +103,7 @@ fn every_fixture_drains_to_its_expected_messages() {
             .map(|h| hex_decode(h.as_str().unwrap()))
             .collect();
         let mut reader = queue.reader().unwrap();
-        let got: Vec<Vec<u8>> = reader
-            .try_iter()
-            .map(|m| m.unwrap().into_vec())
-            .collect();
+        let got: Vec<Vec<u8>> = reader.try_iter().map(|m| m.unwrap().into_vec()).collect();
         assert_eq!(got.len(), expected.len(), "{name}: message count");
         assert_eq!(got, expected, "{name}: messages");
         // Where the original's own reader is correct, our reader leaves the same map and
@@ -137,7 +137,11 @@ fn newline_partial_resumes_mid_file_then_switches() {
     let rest: Vec<_> = reader.try_iter().map(|m| m.unwrap().into_vec()).collect();
     assert_eq!(rest.len(), 79);
     assert_eq!(rest[4], b"m-0125", "file 1 follows file 0's last record");
-    assert_eq!(size(&base.with_file_name("q0")), 0, "drained file truncated");
+    assert_eq!(
+        size(&base.with_file_name("q0")),
+        0,
+        "drained file truncated"
+    );
 }
 
 #[test]
@@ -153,10 +157,7 @@ fn fixtures_continue_with_rust_writers() {
             writer.send(format!("rust-{i}").as_bytes()).unwrap();
         }
         let mut reader = queue.reader().unwrap();
-        let got: Vec<Vec<u8>> = reader
-            .try_iter()
-            .map(|m| m.unwrap().into_vec())
-            .collect();
+        let got: Vec<Vec<u8>> = reader.try_iter().map(|m| m.unwrap().into_vec()).collect();
         assert_eq!(got.len(), expected_old + 5, "{name}");
         for (i, m) in got[expected_old..].iter().enumerate() {
             assert_eq!(m, format!("rust-{i}").as_bytes(), "{name}");
@@ -176,7 +177,11 @@ fn frames_written_by_the_original_read_past_the_first_record() {
     let queue = Queue::open(&base, None).unwrap();
     let mut reader = queue.reader().unwrap();
     let first = reader.try_recv().unwrap().unwrap();
-    assert_eq!(first.mark().end(), 3, "one byte of payload plus the 2-byte header");
+    assert_eq!(
+        first.mark().end(),
+        3,
+        "one byte of payload plus the 2-byte header"
+    );
     assert_eq!(queue.info().unwrap().position, 3);
     let second = reader.try_recv().unwrap().unwrap();
     assert!(!second.is_empty());
