@@ -570,12 +570,26 @@ fn check_stored_paths(ours: &[PathBuf; 3], stored: &[PathBuf; 3]) -> Result<()> 
     Ok(())
 }
 
+/// Crash-test hook: with `DMQ_FAILPOINT=NAME` (and `DMQ_FAILPOINT_HIT=N`, default 1) the
+/// process kills itself with SIGKILL the N-th time it passes point NAME.
 #[cfg(feature = "failpoints")]
 pub(crate) fn failpoint(name: &str) {
     use std::sync::OnceLock;
-    static AT: OnceLock<Option<String>> = OnceLock::new();
-    let at = AT.get_or_init(|| std::env::var("DMQ_FAILPOINT").ok());
-    if at.as_deref() == Some(name) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static AT: OnceLock<Option<(String, u64)>> = OnceLock::new();
+    static HITS: AtomicU64 = AtomicU64::new(0);
+    let at = AT.get_or_init(|| {
+        let name = std::env::var("DMQ_FAILPOINT").ok()?;
+        let hit = std::env::var("DMQ_FAILPOINT_HIT")
+            .ok()
+            .and_then(|h| h.parse().ok())
+            .unwrap_or(1);
+        Some((name, hit))
+    });
+    if let Some((at, hit)) = at
+        && at == name
+        && HITS.fetch_add(1, Ordering::SeqCst) + 1 >= *hit
+    {
         let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
     }
 }
@@ -790,6 +804,7 @@ pub struct Reader {
     flipped_at: Option<Instant>,
     torn: Option<u64>,
     poisoned: bool,
+    switches: u64,
 }
 
 impl Reader {
@@ -849,6 +864,7 @@ impl Reader {
             flipped_at: (rt != wt).then(Instant::now),
             torn: None,
             poisoned: false,
+            switches: 0,
         })
     }
 
@@ -985,6 +1001,11 @@ impl Reader {
         Ok(())
     }
 
+    /// Switches this reader has completed (drained files it truncated and left).
+    pub fn switches(&self) -> u64 {
+        self.switches
+    }
+
     /// A snapshot of the map.
     pub fn info(&self) -> Result<MapInfo> {
         Queue {
@@ -1044,6 +1065,7 @@ impl Reader {
         failpoint("switch.after_readtarget");
         self.committed_rt = 1 - old;
         self.pending_old = None;
+        self.switches += 1;
         if self.q.opts.durability == Durability::Full {
             self.sync_map()?;
         }
