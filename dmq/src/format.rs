@@ -290,10 +290,11 @@ pub fn encode_record(
             max,
         });
     }
-    if reject_delimiter && let Some(d) = framing.delimiter() {
-        if let Some(at) = memchr::memchr(d, payload) {
-            return Err(EncodeError::Delimiter { at });
-        }
+    if reject_delimiter
+        && let Some(d) = framing.delimiter()
+        && let Some(at) = memchr::memchr(d, payload)
+    {
+        return Err(EncodeError::Delimiter { at });
     }
     match framing {
         Framing::Nulls | Framing::Newlines => {

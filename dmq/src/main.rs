@@ -153,13 +153,9 @@ fn write(cli: &Cli, queue: &Queue) -> Result<(), Box<dyn std::error::Error>> {
     let mut writer = queue.writer()?;
     if cli.input.is_some() {
         let stdin = std::io::stdin();
-        let mut sent = 0u64;
-        for line in stdin.lock().split(b'\n') {
-            if cli.count.is_some_and(|n| sent >= n) {
-                break;
-            }
+        let limit = cli.count.map_or(usize::MAX, |n| n as usize);
+        for line in stdin.lock().split(b'\n').take(limit) {
             writer.send(&line?)?;
-            sent += 1;
         }
     } else {
         let mut i: u64 = 1;

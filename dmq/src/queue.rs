@@ -353,8 +353,10 @@ impl Queue {
     /// Opens the queue at basepath `base` (files `base0`, `base1`, `basemap`), creating it
     /// with `framing` (default newlines) if missing. An existing queue keeps its framing.
     pub fn open(base: impl AsRef<Path>, framing: Option<Framing>) -> Result<Queue> {
-        let mut opts = OpenOptions::default();
-        opts.framing = framing;
+        let opts = OpenOptions {
+            framing,
+            ..OpenOptions::default()
+        };
         Queue::open_with(base, &opts)
     }
 

@@ -53,18 +53,26 @@ impl MapView {
 
     /// The 4-byte field at `off` (a constant of `format`, 4-aligned and inside the map).
     fn i32_cell(&self, off: usize) -> &AtomicI32 {
-        assert!(off % 4 == 0 && off + 4 <= MAP_LEN, "map offset {off}");
+        assert!(
+            off.is_multiple_of(4) && off + 4 <= MAP_LEN,
+            "map offset {off}"
+        );
+        let ptr = self.base.as_ptr().wrapping_add(off).cast();
         // SAFETY: `off` is inside the mapping and 4-aligned (the mapping is page-aligned);
         // the memory lives as long as `self`, and every access to it is atomic.
-        unsafe { AtomicI32::from_ptr(self.base.as_ptr().add(off).cast()) }
+        unsafe { AtomicI32::from_ptr(ptr) }
     }
 
     /// The 8-byte field at `off` (a constant of `format`, 8-aligned and inside the map).
     fn u64_cell(&self, off: usize) -> &AtomicU64 {
-        assert!(off % 8 == 0 && off + 8 <= MAP_LEN, "map offset {off}");
+        assert!(
+            off.is_multiple_of(8) && off + 8 <= MAP_LEN,
+            "map offset {off}"
+        );
+        let ptr = self.base.as_ptr().wrapping_add(off).cast();
         // SAFETY: `off` is inside the mapping and 8-aligned (the mapping is page-aligned);
         // the memory lives as long as `self`, and every access to it is atomic.
-        unsafe { AtomicU64::from_ptr(self.base.as_ptr().add(off).cast()) }
+        unsafe { AtomicU64::from_ptr(ptr) }
     }
 
     /// Loads the little-endian i32 at `off`.

@@ -73,8 +73,7 @@ impl Watcher {
         }
         // Round up so a wait for 0.4 ms does not become a busy loop of 0 ms polls.
         let ms = timeout.as_micros().div_ceil(1000);
-        let timeout =
-            PollTimeout::try_from(ms.min(u128::from(u16::MAX)) as u16).unwrap_or(PollTimeout::NONE);
+        let timeout = PollTimeout::from(u16::try_from(ms).unwrap_or(u16::MAX));
         let mut fds = vec![PollFd::new(self.inner.wake.as_fd(), PollFlags::POLLIN)];
         if let Some(ino) = &self.inner.inotify {
             fds.push(PollFd::new(ino.as_fd(), PollFlags::POLLIN));
