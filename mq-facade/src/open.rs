@@ -11,7 +11,7 @@ use crate::{Consumer, Error, Producer, Result};
 /// (`None`: no adapter exists yet, whatever the features).
 const SCHEMES: &[(&str, Option<&str>)] = &[
     ("mem", Some("mem")),
-    ("dmq", None),
+    ("dmq", Some("dmq")),
     ("ddmq", None),
     ("dsmq", None),
     ("shmq", None),
@@ -25,7 +25,8 @@ const SCHEMES: &[(&str, Option<&str>)] = &[
 /// |---|---|
 /// | `mem://NAME?capacity=N&max_message_size=BYTES&max_priority=P` | [`mem`](crate::mem) (feature `mem`, default) |
 /// | `duraqueue:///PATH?size=8MiB&format=v1\|v2&sync=msync\|fdatasync` | `duraqueue` (feature `duraqueue`) |
-/// | `dmq://`, `ddmq://`, `dsmq://`, `shmq://`, `amqp://` | not available yet: [`Error::BackendUnavailable`] |
+/// | `dmq:///BASE?framing=newlines\|nulls\|frames\|raw&durability=pagecache\|data\|full` | `dmq` (feature `dmq`): files `BASE0`, `BASE1`, `BASEmap` |
+/// | `ddmq://`, `dsmq://`, `shmq://`, `amqp://` | not available yet: [`Error::BackendUnavailable`] |
 ///
 /// Errors: [`Error::InvalidUrl`] naming the bad part (scheme, name, parameter and value),
 /// [`Error::BackendUnavailable`] when the backend is not compiled in, or the backend's own
@@ -44,6 +45,8 @@ pub fn open_producer(url: &str) -> Result<Box<dyn Producer>> {
         Target::Mem(queue) => Ok(Box::new(queue.producer())),
         #[cfg(feature = "duraqueue")]
         Target::Duraqueue(target) => crate::adapter::duraqueue::producer(&target),
+        #[cfg(feature = "dmq")]
+        Target::Dmq(target) => crate::adapter::dmq::producer(&target),
     }
 }
 
@@ -54,6 +57,8 @@ pub fn open_consumer(url: &str) -> Result<Box<dyn Consumer>> {
         Target::Mem(queue) => Ok(Box::new(queue.consumer())),
         #[cfg(feature = "duraqueue")]
         Target::Duraqueue(target) => crate::adapter::duraqueue::consumer(&target),
+        #[cfg(feature = "dmq")]
+        Target::Dmq(target) => crate::adapter::dmq::consumer(&target),
     }
 }
 
@@ -63,6 +68,8 @@ enum Target {
     Mem(crate::mem::MemQueue),
     #[cfg(feature = "duraqueue")]
     Duraqueue(crate::adapter::duraqueue::Target),
+    #[cfg(feature = "dmq")]
+    Dmq(crate::adapter::dmq::Target),
 }
 
 impl Target {
@@ -93,6 +100,8 @@ impl Target {
             }
             #[cfg(feature = "duraqueue")]
             "duraqueue" => crate::adapter::duraqueue::parse(raw, &url).map(Target::Duraqueue),
+            #[cfg(feature = "dmq")]
+            "dmq" => crate::adapter::dmq::parse(raw, &url).map(Target::Dmq),
             _ => Err(Error::BackendUnavailable {
                 scheme: scheme.to_owned(),
                 hint: match feature {
@@ -149,7 +158,7 @@ pub(crate) fn single_name(raw: &str, url: &Url) -> Result<String> {
 }
 
 /// The file path of `scheme:///absolute/path` (no host: the file is on this machine).
-#[cfg_attr(not(feature = "duraqueue"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "duraqueue", feature = "dmq")), allow(dead_code))]
 pub(crate) fn local_path(raw: &str, url: &Url) -> Result<std::path::PathBuf> {
     if url.host_str().is_some_and(|h| !h.is_empty()) {
         return Err(invalid(
@@ -215,7 +224,7 @@ impl<'a> Params<'a> {
     }
 
     /// Removes `key`, one of `choices` (the first is the default when it is absent).
-    #[cfg_attr(not(feature = "duraqueue"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "duraqueue", feature = "dmq")), allow(dead_code))]
     pub(crate) fn choose<T: Copy>(&mut self, key: &str, choices: &[(&str, T)]) -> Result<T> {
         let Some(value) = self.pairs.remove(key) else {
             return Ok(choices[0].1);
@@ -381,9 +390,44 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    #[cfg(feature = "dmq")]
+    #[test]
+    fn dmq_urls_are_checked_part_by_part() {
+        assert_eq!(
+            reason("dmq:///tmp/q?framing=lines"),
+            "parameter `framing`: `lines` is not one of newlines, newline, nulls, nul, frames, raw"
+        );
+        assert_eq!(
+            reason("dmq:///tmp/q?durability=disk"),
+            "parameter `durability`: `disk` is not one of pagecache, data, full"
+        );
+        assert_eq!(
+            reason("dmq://host/tmp/q"),
+            "unexpected host `host`: a local file is dmq:///absolute/path"
+        );
+        assert_eq!(reason("dmq:///tmp/q?size=1"), "unknown parameter `size`");
+        assert_eq!(
+            reason("dmq:///"),
+            "missing file path: expected dmq:///absolute/path"
+        );
+        // The parameters reach the queue: its framing sets the size limit, and the files
+        // are BASE0, BASE1, BASEmap.
+        let dir = std::env::temp_dir().join(format!("mq-facade-open-dmq-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("dmq://{}/q?framing=frames&durability=data", dir.display());
+        let producer = open_producer(&url).unwrap();
+        assert_eq!(producer.capabilities().max_message_size, Some(65_533));
+        for f in ["q0", "q1", "qmap"] {
+            assert!(dir.join(f).is_file(), "{f}");
+        }
+        drop(producer);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn backends_without_an_adapter_say_so() {
         for url in [
+            #[cfg(not(feature = "dmq"))]
             "dmq:///tmp/q",
             "ddmq:///tmp/q",
             "dsmq://127.0.0.1:30008/t",

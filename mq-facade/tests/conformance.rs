@@ -13,6 +13,8 @@ fn main() -> ExitCode {
     let mut backends: Vec<Arc<dyn Harness>> = vec![Arc::new(MemHarness::default())];
     #[cfg(feature = "duraqueue")]
     backends.push(Arc::new(duraqueue_harness::DuraHarness));
+    #[cfg(feature = "dmq")]
+    backends.push(Arc::new(dmq_harness::DmqHarness));
     conformance::main(backends)
 }
 
@@ -20,3 +22,7 @@ fn main() -> ExitCode {
 #[cfg(feature = "duraqueue")]
 #[path = "conformance/duraqueue.rs"]
 mod duraqueue_harness;
+
+#[cfg(feature = "dmq")]
+#[path = "conformance/dmq.rs"]
+mod dmq_harness;
