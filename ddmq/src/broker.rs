@@ -251,6 +251,8 @@ enum Settle {
     ByFlag,
     /// Delete.
     Delete,
+    /// Give back at its old place (same name), counted as a requeue.
+    Release,
 }
 
 /// A claimed message: ack or nack it before its timeout, or it is requeued (when flagged)
@@ -296,6 +298,15 @@ impl Delivery {
     pub fn ack(self) -> Result<AckOutcome> {
         let qs = self.broker.queue(&self.queue)?;
         self.broker.settle(&qs, &self.claimed, Settle::Delete)
+    }
+
+    /// Gives the message back at its old place in the queue (same priority and queue
+    /// number, so it is served before younger messages), counting a requeue
+    /// (`requeue_counter + 1`, so the next delivery is [`Delivery::redelivered`]). For
+    /// consumers that go away without handling what they took. Not in the original.
+    pub fn release(self) -> Result<AckOutcome> {
+        let qs = self.broker.queue(&self.queue)?;
+        self.broker.settle(&qs, &self.claimed, Settle::Release)
     }
 
     /// Negative acknowledgement: `Some(true)` requeues, `Some(false)` deletes, `None`
@@ -796,6 +807,15 @@ impl Broker {
             id: m.id.clone(),
         };
         m.filename = name.to_string();
+        self.put_as(qs, m)
+    }
+
+    /// Writes `m` under its `filename`.
+    fn put_as(&self, qs: &QueueState, m: &Message) -> Result<()> {
+        let name = WaitingName::parse(&m.filename).map_err(|e| Error::BadName {
+            name: m.filename.clone(),
+            detail: e.0,
+        })?;
         let tmp = qs
             .dir
             .join(format!("{TMP_PREFIX}{}.{}", std::process::id(), uuid_hex()));
@@ -1090,7 +1110,7 @@ impl Broker {
             }
         };
         let requeue = match how {
-            Settle::Requeue => true,
+            Settle::Requeue | Settle::Release => true,
             Settle::Delete => false,
             Settle::Expired | Settle::ByFlag => m.requeue.is_set() && m.under_limit(),
         };
@@ -1101,13 +1121,26 @@ impl Broker {
                 _ if settings.requeue_prio == 0 => settings.priority,
                 _ => settings.requeue_prio,
             };
+            let release = how == Settle::Release;
             let mut copy = Message {
-                priority,
+                priority: if release { m.priority } else { priority },
                 requeue_counter: m.requeue_counter + 1,
                 queue: qs.name.clone(),
                 ..m
             };
-            self.put(qs, &mut copy)?;
+            if release {
+                copy.filename = waiting.to_owned();
+                let w = WaitingName::parse(waiting).map_err(|e| Error::BadName {
+                    name: waiting.to_owned(),
+                    detail: e.0,
+                })?;
+                copy.queue_number = w.number;
+                copy.priority = w.priority;
+                copy.id = w.id;
+                self.put_as(qs, &copy)?;
+            } else {
+                self.put(qs, &mut copy)?;
+            }
             AckOutcome::Requeued {
                 name: copy.filename,
             }

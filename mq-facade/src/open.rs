@@ -12,7 +12,7 @@ use crate::{Consumer, Error, Producer, Result};
 const SCHEMES: &[(&str, Option<&str>)] = &[
     ("mem", Some("mem")),
     ("dmq", None),
-    ("ddmq", None),
+    ("ddmq", Some("ddmq")),
     ("dsmq", None),
     ("shmq", None),
     ("duraqueue", Some("duraqueue")),
@@ -25,7 +25,8 @@ const SCHEMES: &[(&str, Option<&str>)] = &[
 /// |---|---|
 /// | `mem://NAME?capacity=N&max_message_size=BYTES&max_priority=P` | [`mem`](crate::mem) (feature `mem`, default) |
 /// | `duraqueue:///PATH?size=8MiB&format=v1\|v2&sync=msync\|fdatasync` | `duraqueue` (feature `duraqueue`) |
-/// | `dmq://`, `ddmq://`, `dsmq://`, `shmq://`, `amqp://` | not available yet: [`Error::BackendUnavailable`] |
+/// | `ddmq:///ROOT/QUEUE?durability=none\|fsync&order=numeric\|lexicographic` | `ddmq` (feature `ddmq`) |
+/// | `dmq://`, `dsmq://`, `shmq://`, `amqp://` | not available yet: [`Error::BackendUnavailable`] |
 ///
 /// Errors: [`Error::InvalidUrl`] naming the bad part (scheme, name, parameter and value),
 /// [`Error::BackendUnavailable`] when the backend is not compiled in, or the backend's own
@@ -44,6 +45,8 @@ pub fn open_producer(url: &str) -> Result<Box<dyn Producer>> {
         Target::Mem(queue) => Ok(Box::new(queue.producer())),
         #[cfg(feature = "duraqueue")]
         Target::Duraqueue(target) => crate::adapter::duraqueue::producer(&target),
+        #[cfg(feature = "ddmq")]
+        Target::Ddmq(target) => crate::adapter::ddmq::producer(&target),
     }
 }
 
@@ -54,6 +57,8 @@ pub fn open_consumer(url: &str) -> Result<Box<dyn Consumer>> {
         Target::Mem(queue) => Ok(Box::new(queue.consumer())),
         #[cfg(feature = "duraqueue")]
         Target::Duraqueue(target) => crate::adapter::duraqueue::consumer(&target),
+        #[cfg(feature = "ddmq")]
+        Target::Ddmq(target) => crate::adapter::ddmq::consumer(&target),
     }
 }
 
@@ -63,6 +68,8 @@ enum Target {
     Mem(crate::mem::MemQueue),
     #[cfg(feature = "duraqueue")]
     Duraqueue(crate::adapter::duraqueue::Target),
+    #[cfg(feature = "ddmq")]
+    Ddmq(crate::adapter::ddmq::Target),
 }
 
 impl Target {
@@ -93,6 +100,8 @@ impl Target {
             }
             #[cfg(feature = "duraqueue")]
             "duraqueue" => crate::adapter::duraqueue::parse(raw, &url).map(Target::Duraqueue),
+            #[cfg(feature = "ddmq")]
+            "ddmq" => crate::adapter::ddmq::parse(raw, &url).map(Target::Ddmq),
             _ => Err(Error::BackendUnavailable {
                 scheme: scheme.to_owned(),
                 hint: match feature {
@@ -149,7 +158,7 @@ pub(crate) fn single_name(raw: &str, url: &Url) -> Result<String> {
 }
 
 /// The file path of `scheme:///absolute/path` (no host: the file is on this machine).
-#[cfg_attr(not(feature = "duraqueue"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "duraqueue", feature = "ddmq")), allow(dead_code))]
 pub(crate) fn local_path(raw: &str, url: &Url) -> Result<std::path::PathBuf> {
     if url.host_str().is_some_and(|h| !h.is_empty()) {
         return Err(invalid(
@@ -215,7 +224,7 @@ impl<'a> Params<'a> {
     }
 
     /// Removes `key`, one of `choices` (the first is the default when it is absent).
-    #[cfg_attr(not(feature = "duraqueue"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "duraqueue", feature = "ddmq")), allow(dead_code))]
     pub(crate) fn choose<T: Copy>(&mut self, key: &str, choices: &[(&str, T)]) -> Result<T> {
         let Some(value) = self.pairs.remove(key) else {
             return Ok(choices[0].1);
@@ -381,14 +390,47 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    #[cfg(feature = "ddmq")]
+    #[test]
+    fn ddmq_urls_are_checked_part_by_part() {
+        assert_eq!(
+            reason("ddmq:///tmp/q?durability=always"),
+            "parameter `durability`: `always` is not one of none, fsync"
+        );
+        assert_eq!(
+            reason("ddmq:///tmp/q?order=random"),
+            "parameter `order`: `random` is not one of numeric, lexicographic"
+        );
+        assert_eq!(
+            reason("ddmq:///tmp/a.b"),
+            "queue name `a.b`: expected ddmq:///ROOT/QUEUE with QUEUE of letters, digits, `_` and `-`"
+        );
+        assert_eq!(
+            reason("ddmq:///q"),
+            "missing root directory: expected ddmq:///ROOT/QUEUE"
+        );
+        assert_eq!(
+            reason("ddmq://host/tmp/q"),
+            "unexpected host `host`: a local file is ddmq:///absolute/path"
+        );
+        assert_eq!(
+            reason("ddmq:///tmp/q?colour=red"),
+            "unknown parameter `colour`"
+        );
+        // A good URL creates the root and the queue.
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("ddmq://{}/root/jobs?durability=fsync", dir.path().display());
+        let mut tx = open_producer(&url).unwrap();
+        assert_eq!(tx.capabilities().durability, crate::Durability::Synced);
+        tx.send(b"x").unwrap();
+        assert!(dir.path().join("root/jobs/work").is_dir());
+        let mut rx = open_consumer(&url).unwrap();
+        assert_eq!(rx.try_recv().unwrap().unwrap().payload, b"x");
+    }
+
     #[test]
     fn backends_without_an_adapter_say_so() {
-        for url in [
-            "dmq:///tmp/q",
-            "ddmq:///tmp/q",
-            "dsmq://127.0.0.1:30008/t",
-            "shmq://0x5151",
-        ] {
+        for url in ["dmq:///tmp/q", "dsmq://127.0.0.1:30008/t", "shmq://0x5151"] {
             let err = open_consumer(url).err().expect("no adapter yet");
             assert!(
                 matches!(&err, Error::BackendUnavailable { hint, .. } if hint.contains("not implemented yet")),
