@@ -12,7 +12,7 @@ use crate::{Consumer, Error, Producer, Result};
 const SCHEMES: &[(&str, Option<&str>)] = &[
     ("mem", Some("mem")),
     ("dmq", Some("dmq")),
-    ("ddmq", None),
+    ("ddmq", Some("ddmq")),
     ("dsmq", None),
     ("shmq", None),
     ("duraqueue", Some("duraqueue")),
@@ -26,7 +26,8 @@ const SCHEMES: &[(&str, Option<&str>)] = &[
 /// | `mem://NAME?capacity=N&max_message_size=BYTES&max_priority=P` | [`mem`](crate::mem) (feature `mem`, default) |
 /// | `duraqueue:///PATH?size=8MiB&format=v1\|v2&sync=msync\|fdatasync` | `duraqueue` (feature `duraqueue`) |
 /// | `dmq:///BASE?framing=newlines\|nulls\|frames\|raw&durability=pagecache\|data\|full` | `dmq` (feature `dmq`): files `BASE0`, `BASE1`, `BASEmap` |
-/// | `ddmq://`, `dsmq://`, `shmq://`, `amqp://` | not available yet: [`Error::BackendUnavailable`] |
+/// | `dsmq://`, `shmq://`, `amqp://` | not available yet: [`Error::BackendUnavailable`] |
+/// | `ddmq:///ROOT/QUEUE?durability=none\|fsync&order=numeric\|lexicographic` | `ddmq` (feature `ddmq`) |
 ///
 /// Errors: [`Error::InvalidUrl`] naming the bad part (scheme, name, parameter and value),
 /// [`Error::BackendUnavailable`] when the backend is not compiled in, or the backend's own
@@ -47,6 +48,8 @@ pub fn open_producer(url: &str) -> Result<Box<dyn Producer>> {
         Target::Duraqueue(target) => crate::adapter::duraqueue::producer(&target),
         #[cfg(feature = "dmq")]
         Target::Dmq(target) => crate::adapter::dmq::producer(&target),
+        #[cfg(feature = "ddmq")]
+        Target::Ddmq(target) => crate::adapter::ddmq::producer(&target),
     }
 }
 
@@ -59,6 +62,8 @@ pub fn open_consumer(url: &str) -> Result<Box<dyn Consumer>> {
         Target::Duraqueue(target) => crate::adapter::duraqueue::consumer(&target),
         #[cfg(feature = "dmq")]
         Target::Dmq(target) => crate::adapter::dmq::consumer(&target),
+        #[cfg(feature = "ddmq")]
+        Target::Ddmq(target) => crate::adapter::ddmq::consumer(&target),
     }
 }
 
@@ -70,6 +75,8 @@ enum Target {
     Duraqueue(crate::adapter::duraqueue::Target),
     #[cfg(feature = "dmq")]
     Dmq(crate::adapter::dmq::Target),
+    #[cfg(feature = "ddmq")]
+    Ddmq(crate::adapter::ddmq::Target),
 }
 
 impl Target {
@@ -102,6 +109,8 @@ impl Target {
             "duraqueue" => crate::adapter::duraqueue::parse(raw, &url).map(Target::Duraqueue),
             #[cfg(feature = "dmq")]
             "dmq" => crate::adapter::dmq::parse(raw, &url).map(Target::Dmq),
+            #[cfg(feature = "ddmq")]
+            "ddmq" => crate::adapter::ddmq::parse(raw, &url).map(Target::Ddmq),
             _ => Err(Error::BackendUnavailable {
                 scheme: scheme.to_owned(),
                 hint: match feature {
@@ -158,7 +167,10 @@ pub(crate) fn single_name(raw: &str, url: &Url) -> Result<String> {
 }
 
 /// The file path of `scheme:///absolute/path` (no host: the file is on this machine).
-#[cfg_attr(not(any(feature = "duraqueue", feature = "dmq")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "duraqueue", feature = "dmq", feature = "ddmq")),
+    allow(dead_code)
+)]
 pub(crate) fn local_path(raw: &str, url: &Url) -> Result<std::path::PathBuf> {
     if url.host_str().is_some_and(|h| !h.is_empty()) {
         return Err(invalid(
@@ -224,7 +236,10 @@ impl<'a> Params<'a> {
     }
 
     /// Removes `key`, one of `choices` (the first is the default when it is absent).
-    #[cfg_attr(not(any(feature = "duraqueue", feature = "dmq")), allow(dead_code))]
+    #[cfg_attr(
+        not(any(feature = "duraqueue", feature = "dmq", feature = "ddmq")),
+        allow(dead_code)
+    )]
     pub(crate) fn choose<T: Copy>(&mut self, key: &str, choices: &[(&str, T)]) -> Result<T> {
         let Some(value) = self.pairs.remove(key) else {
             return Ok(choices[0].1);
@@ -424,15 +439,47 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    #[cfg(feature = "ddmq")]
+    #[test]
+    fn ddmq_urls_are_checked_part_by_part() {
+        assert_eq!(
+            reason("ddmq:///tmp/q?durability=always"),
+            "parameter `durability`: `always` is not one of none, fsync"
+        );
+        assert_eq!(
+            reason("ddmq:///tmp/q?order=random"),
+            "parameter `order`: `random` is not one of numeric, lexicographic"
+        );
+        assert_eq!(
+            reason("ddmq:///tmp/a.b"),
+            "queue name `a.b`: expected ddmq:///ROOT/QUEUE with QUEUE of letters, digits, `_` and `-`"
+        );
+        assert_eq!(
+            reason("ddmq:///q"),
+            "missing root directory: expected ddmq:///ROOT/QUEUE"
+        );
+        assert_eq!(
+            reason("ddmq://host/tmp/q"),
+            "unexpected host `host`: a local file is ddmq:///absolute/path"
+        );
+        assert_eq!(
+            reason("ddmq:///tmp/q?colour=red"),
+            "unknown parameter `colour`"
+        );
+        // A good URL creates the root and the queue.
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("ddmq://{}/root/jobs?durability=fsync", dir.path().display());
+        let mut tx = open_producer(&url).unwrap();
+        assert_eq!(tx.capabilities().durability, crate::Durability::Synced);
+        tx.send(b"x").unwrap();
+        assert!(dir.path().join("root/jobs/work").is_dir());
+        let mut rx = open_consumer(&url).unwrap();
+        assert_eq!(rx.try_recv().unwrap().unwrap().payload, b"x");
+    }
+
     #[test]
     fn backends_without_an_adapter_say_so() {
-        for url in [
-            #[cfg(not(feature = "dmq"))]
-            "dmq:///tmp/q",
-            "ddmq:///tmp/q",
-            "dsmq://127.0.0.1:30008/t",
-            "shmq://0x5151",
-        ] {
+        for url in ["dsmq://127.0.0.1:30008/t", "shmq://0x5151"] {
             let err = open_consumer(url).err().expect("no adapter yet");
             assert!(
                 matches!(&err, Error::BackendUnavailable { hint, .. } if hint.contains("not implemented yet")),

@@ -15,10 +15,15 @@ fn main() -> ExitCode {
     backends.push(Arc::new(duraqueue_harness::DuraHarness));
     #[cfg(feature = "dmq")]
     backends.push(Arc::new(dmq_harness::DmqHarness));
+    #[cfg(feature = "ddmq")]
+    backends.push(Arc::new(ddmq_harness::DdmqHarness));
     conformance::main(backends)
 }
 
 // One module per backend: its harness makes fresh queues (temp dirs, servers, keys) for each case.
+#[cfg(feature = "ddmq")]
+#[path = "conformance/ddmq.rs"]
+mod ddmq_harness;
 #[cfg(feature = "duraqueue")]
 #[path = "conformance/duraqueue.rs"]
 mod duraqueue_harness;
