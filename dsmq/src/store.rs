@@ -266,7 +266,7 @@ impl Worker {
         }
         while self.count > 0 && self.bytes + len > self.limits.max_stored_bytes {
             let evicted = self.delete_rows(
-                "DELETE FROM messages WHERE id IN (SELECT id FROM messages ORDER BY id LIMIT 64)
+                "DELETE FROM messages WHERE id IN (SELECT id FROM messages ORDER BY id LIMIT 1)
                  RETURNING topic, octet_length(body)",
                 [],
             )?;
