@@ -13,7 +13,7 @@ const SCHEMES: &[(&str, Option<&str>)] = &[
     ("mem", Some("mem")),
     ("dmq", None),
     ("ddmq", None),
-    ("dsmq", None),
+    ("dsmq", Some("dsmq")),
     ("shmq", None),
     ("duraqueue", Some("duraqueue")),
     ("amqp", None),
@@ -25,7 +25,8 @@ const SCHEMES: &[(&str, Option<&str>)] = &[
 /// |---|---|
 /// | `mem://NAME?capacity=N&max_message_size=BYTES&max_priority=P` | [`mem`](crate::mem) (feature `mem`, default) |
 /// | `duraqueue:///PATH?size=8MiB&format=v1\|v2&sync=msync\|fdatasync` | `duraqueue` (feature `duraqueue`) |
-/// | `dmq://`, `ddmq://`, `dsmq://`, `shmq://`, `amqp://` | not available yet: [`Error::BackendUnavailable`] |
+/// | `dsmq://HOST:PORT/TOPIC?encoding=text\|base64` | `dsmq` (feature `dsmq`): a topic of a dsmq server, broadcast |
+/// | `dmq://`, `ddmq://`, `shmq://`, `amqp://` | not available yet: [`Error::BackendUnavailable`] |
 ///
 /// Errors: [`Error::InvalidUrl`] naming the bad part (scheme, name, parameter and value),
 /// [`Error::BackendUnavailable`] when the backend is not compiled in, or the backend's own
@@ -44,6 +45,8 @@ pub fn open_producer(url: &str) -> Result<Box<dyn Producer>> {
         Target::Mem(queue) => Ok(Box::new(queue.producer())),
         #[cfg(feature = "duraqueue")]
         Target::Duraqueue(target) => crate::adapter::duraqueue::producer(&target),
+        #[cfg(feature = "dsmq")]
+        Target::Dsmq(target) => crate::adapter::dsmq::producer(&target),
     }
 }
 
@@ -54,6 +57,8 @@ pub fn open_consumer(url: &str) -> Result<Box<dyn Consumer>> {
         Target::Mem(queue) => Ok(Box::new(queue.consumer())),
         #[cfg(feature = "duraqueue")]
         Target::Duraqueue(target) => crate::adapter::duraqueue::consumer(&target),
+        #[cfg(feature = "dsmq")]
+        Target::Dsmq(target) => crate::adapter::dsmq::consumer(&target),
     }
 }
 
@@ -63,6 +68,8 @@ enum Target {
     Mem(crate::mem::MemQueue),
     #[cfg(feature = "duraqueue")]
     Duraqueue(crate::adapter::duraqueue::Target),
+    #[cfg(feature = "dsmq")]
+    Dsmq(crate::adapter::dsmq::Target),
 }
 
 impl Target {
@@ -93,6 +100,8 @@ impl Target {
             }
             #[cfg(feature = "duraqueue")]
             "duraqueue" => crate::adapter::duraqueue::parse(raw, &url).map(Target::Duraqueue),
+            #[cfg(feature = "dsmq")]
+            "dsmq" => crate::adapter::dsmq::parse(raw, &url).map(Target::Dsmq),
             _ => Err(Error::BackendUnavailable {
                 scheme: scheme.to_owned(),
                 hint: match feature {
@@ -381,14 +390,42 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    #[cfg(feature = "dsmq")]
+    #[test]
+    fn dsmq_urls_are_checked_part_by_part() {
+        assert_eq!(
+            reason("dsmq:///t"),
+            "missing host: expected dsmq://HOST:PORT/TOPIC"
+        );
+        assert_eq!(
+            reason("dsmq://127.0.0.1:30008"),
+            "missing topic: expected dsmq://HOST:PORT/TOPIC (dsmq://HOST:PORT/ is the empty topic)"
+        );
+        assert_eq!(
+            reason("dsmq://u:p@127.0.0.1:30008/t"),
+            "dsmq has no users or passwords"
+        );
+        assert_eq!(
+            reason("dsmq://127.0.0.1/t?encoding=hex"),
+            "parameter `encoding`: `hex` is not one of text, base64"
+        );
+        assert_eq!(
+            reason("dsmq://127.0.0.1/t?colour=red"),
+            "unknown parameter `colour`"
+        );
+        assert_eq!(
+            reason("dsmq://127.0.0.1/%FF"),
+            "the topic is not valid UTF-8 once percent-decoded"
+        );
+        assert_eq!(reason("dsmq://127.0.0.1/t#x"), "unexpected fragment `#...`");
+        // A well-formed URL reaches the network: nothing listens on port 1.
+        let err = open_consumer("dsmq://127.0.0.1:1/t").err().expect("refused");
+        assert!(err.to_string().contains("cannot connect to ws://127.0.0.1:1/"), "{err}");
+    }
+
     #[test]
     fn backends_without_an_adapter_say_so() {
-        for url in [
-            "dmq:///tmp/q",
-            "ddmq:///tmp/q",
-            "dsmq://127.0.0.1:30008/t",
-            "shmq://0x5151",
-        ] {
+        for url in ["dmq:///tmp/q", "ddmq:///tmp/q", "shmq://0x5151"] {
             let err = open_consumer(url).err().expect("no adapter yet");
             assert!(
                 matches!(&err, Error::BackendUnavailable { hint, .. } if hint.contains("not implemented yet")),

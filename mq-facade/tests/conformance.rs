@@ -13,6 +13,8 @@ fn main() -> ExitCode {
     let mut backends: Vec<Arc<dyn Harness>> = vec![Arc::new(MemHarness::default())];
     #[cfg(feature = "duraqueue")]
     backends.push(Arc::new(duraqueue_harness::DuraHarness));
+    #[cfg(feature = "dsmq")]
+    backends.push(Arc::new(dsmq_harness::DsmqHarness));
     conformance::main(backends)
 }
 
@@ -20,3 +22,6 @@ fn main() -> ExitCode {
 #[cfg(feature = "duraqueue")]
 #[path = "conformance/duraqueue.rs"]
 mod duraqueue_harness;
+#[cfg(feature = "dsmq")]
+#[path = "conformance/dsmq.rs"]
+mod dsmq_harness;

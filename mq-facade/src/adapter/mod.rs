@@ -3,3 +3,6 @@
 
 #[cfg(feature = "duraqueue")]
 pub(crate) mod duraqueue;
+
+#[cfg(feature = "dsmq")]
+pub(crate) mod dsmq;
