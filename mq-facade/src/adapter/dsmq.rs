@@ -289,6 +289,7 @@ mod tests {
             }
         }
         tx.send("héllo".as_bytes()).unwrap();
+        tx.flush(crate::Durability::Written).unwrap();
         // A plain dsmq client on the decoded topic sees the text as sent.
         let mut plain = dsmq::blocking::Client::connect("127.0.0.1", port).unwrap();
         tx.send(b"second").unwrap();
