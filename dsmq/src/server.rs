@@ -99,28 +99,37 @@ pub async fn serve(addr: impl ToSocketAddrs) -> Result<()> {
     server.run().await
 }
 
-/// Calls [`ServerHandle::shutdown`] on the first SIGINT (Ctrl-C) or SIGTERM.
+/// Calls [`ServerHandle::shutdown`] on the first SIGINT (Ctrl-C) or SIGTERM. The handlers
+/// are installed before this returns. Must be called within a tokio runtime.
 pub fn stop_on_signals(handle: ServerHandle) {
-    tokio::spawn(async move {
-        let terminate = async {
-            #[cfg(unix)]
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(e) => {
-                    tracing::warn!("cannot listen for SIGTERM: {e}");
-                    std::future::pending::<()>().await;
-                }
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let streams = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        );
+        let (mut interrupt, mut terminate) = match streams {
+            (Ok(i), Ok(t)) => (i, t),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!("cannot listen for SIGINT/SIGTERM: {e}");
+                return;
             }
-            #[cfg(not(unix))]
-            std::future::pending::<()>().await;
         };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-            () = terminate => tracing::info!("SIGTERM: shutting down"),
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
+                _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+            }
+            handle.shutdown();
+        });
+    }
+    #[cfg(not(unix))]
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!("Ctrl-C: shutting down");
+            handle.shutdown();
         }
-        handle.shutdown();
     });
 }
 
@@ -196,10 +205,23 @@ struct Shared {
 impl Server {
     /// Listens on `addr` (port 0 picks a free port) and starts the store.
     pub async fn bind(addr: impl ToSocketAddrs, config: ServerConfig) -> Result<Server> {
-        let listener = TcpListener::bind(addr).await.map_err(|source| Error::Bind {
-            addr: "the given address".into(),
-            source,
-        })?;
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host(addr)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: "an address that does not resolve".into(),
+                source,
+            })?
+            .collect();
+        let listener = TcpListener::bind(&addrs[..])
+            .await
+            .map_err(|source| Error::Bind {
+                addr: addrs
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                source,
+            })?;
         let addr = listener.local_addr()?;
         let metrics = Arc::new(Metrics::default());
         let store = Store::start(
