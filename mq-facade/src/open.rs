@@ -13,7 +13,7 @@ const SCHEMES: &[(&str, Option<&str>)] = &[
     ("mem", Some("mem")),
     ("dmq", Some("dmq")),
     ("ddmq", Some("ddmq")),
-    ("dsmq", None),
+    ("dsmq", Some("dsmq")),
     ("shmq", None),
     ("duraqueue", Some("duraqueue")),
     ("amqp", None),
@@ -26,8 +26,9 @@ const SCHEMES: &[(&str, Option<&str>)] = &[
 /// | `mem://NAME?capacity=N&max_message_size=BYTES&max_priority=P` | [`mem`](crate::mem) (feature `mem`, default) |
 /// | `duraqueue:///PATH?size=8MiB&format=v1\|v2&sync=msync\|fdatasync` | `duraqueue` (feature `duraqueue`) |
 /// | `dmq:///BASE?framing=newlines\|nulls\|frames\|raw&durability=pagecache\|data\|full` | `dmq` (feature `dmq`): files `BASE0`, `BASE1`, `BASEmap` |
-/// | `dsmq://`, `shmq://`, `amqp://` | not available yet: [`Error::BackendUnavailable`] |
+/// | `shmq://`, `amqp://` | not available yet: [`Error::BackendUnavailable`] |
 /// | `ddmq:///ROOT/QUEUE?durability=none\|fsync&order=numeric\|lexicographic` | `ddmq` (feature `ddmq`) |
+/// | `dsmq://HOST:PORT/TOPIC?encoding=text\|base64` | `dsmq` (feature `dsmq`): a topic of a dsmq server, broadcast |
 ///
 /// Errors: [`Error::InvalidUrl`] naming the bad part (scheme, name, parameter and value),
 /// [`Error::BackendUnavailable`] when the backend is not compiled in, or the backend's own
@@ -50,6 +51,8 @@ pub fn open_producer(url: &str) -> Result<Box<dyn Producer>> {
         Target::Dmq(target) => crate::adapter::dmq::producer(&target),
         #[cfg(feature = "ddmq")]
         Target::Ddmq(target) => crate::adapter::ddmq::producer(&target),
+        #[cfg(feature = "dsmq")]
+        Target::Dsmq(target) => crate::adapter::dsmq::producer(&target),
     }
 }
 
@@ -64,6 +67,8 @@ pub fn open_consumer(url: &str) -> Result<Box<dyn Consumer>> {
         Target::Dmq(target) => crate::adapter::dmq::consumer(&target),
         #[cfg(feature = "ddmq")]
         Target::Ddmq(target) => crate::adapter::ddmq::consumer(&target),
+        #[cfg(feature = "dsmq")]
+        Target::Dsmq(target) => crate::adapter::dsmq::consumer(&target),
     }
 }
 
@@ -77,6 +82,8 @@ enum Target {
     Dmq(crate::adapter::dmq::Target),
     #[cfg(feature = "ddmq")]
     Ddmq(crate::adapter::ddmq::Target),
+    #[cfg(feature = "dsmq")]
+    Dsmq(crate::adapter::dsmq::Target),
 }
 
 impl Target {
@@ -111,6 +118,8 @@ impl Target {
             "dmq" => crate::adapter::dmq::parse(raw, &url).map(Target::Dmq),
             #[cfg(feature = "ddmq")]
             "ddmq" => crate::adapter::ddmq::parse(raw, &url).map(Target::Ddmq),
+            #[cfg(feature = "dsmq")]
+            "dsmq" => crate::adapter::dsmq::parse(raw, &url).map(Target::Dsmq),
             _ => Err(Error::BackendUnavailable {
                 scheme: scheme.to_owned(),
                 hint: match feature {
@@ -477,9 +486,48 @@ mod tests {
         assert_eq!(rx.try_recv().unwrap().unwrap().payload, b"x");
     }
 
+    #[cfg(feature = "dsmq")]
+    #[test]
+    fn dsmq_urls_are_checked_part_by_part() {
+        assert_eq!(
+            reason("dsmq:///t"),
+            "missing host: expected dsmq://HOST:PORT/TOPIC"
+        );
+        assert_eq!(
+            reason("dsmq://127.0.0.1:30008"),
+            "missing topic: expected dsmq://HOST:PORT/TOPIC (dsmq://HOST:PORT/ is the empty topic)"
+        );
+        assert_eq!(
+            reason("dsmq://u:p@127.0.0.1:30008/t"),
+            "dsmq has no users or passwords"
+        );
+        assert_eq!(
+            reason("dsmq://127.0.0.1/t?encoding=hex"),
+            "parameter `encoding`: `hex` is not one of text, base64"
+        );
+        assert_eq!(
+            reason("dsmq://127.0.0.1/t?colour=red"),
+            "unknown parameter `colour`"
+        );
+        assert_eq!(
+            reason("dsmq://127.0.0.1/%FF"),
+            "the topic is not valid UTF-8 once percent-decoded"
+        );
+        assert_eq!(reason("dsmq://127.0.0.1/t#x"), "unexpected fragment `#...`");
+        // A well-formed URL reaches the network: nothing listens on port 1.
+        let err = open_consumer("dsmq://127.0.0.1:1/t")
+            .err()
+            .expect("refused");
+        assert!(
+            err.to_string()
+                .contains("cannot connect to ws://127.0.0.1:1/"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn backends_without_an_adapter_say_so() {
-        for url in ["dsmq://127.0.0.1:30008/t", "shmq://0x5151"] {
+        for url in ["shmq://0x5151", "amqp://127.0.0.1:5672/%2f?queue=q"] {
             let err = open_consumer(url).err().expect("no adapter yet");
             assert!(
                 matches!(&err, Error::BackendUnavailable { hint, .. } if hint.contains("not implemented yet")),

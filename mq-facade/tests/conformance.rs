@@ -17,6 +17,8 @@ fn main() -> ExitCode {
     backends.push(Arc::new(dmq_harness::DmqHarness));
     #[cfg(feature = "ddmq")]
     backends.push(Arc::new(ddmq_harness::DdmqHarness));
+    #[cfg(feature = "dsmq")]
+    backends.push(Arc::new(dsmq_harness::DsmqHarness));
     conformance::main(backends)
 }
 
@@ -31,3 +33,6 @@ mod duraqueue_harness;
 #[cfg(feature = "dmq")]
 #[path = "conformance/dmq.rs"]
 mod dmq_harness;
+#[cfg(feature = "dsmq")]
+#[path = "conformance/dsmq.rs"]
+mod dsmq_harness;

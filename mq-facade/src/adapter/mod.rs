@@ -8,3 +8,5 @@ pub(crate) mod duraqueue;
 
 #[cfg(feature = "dmq")]
 pub(crate) mod dmq;
+#[cfg(feature = "dsmq")]
+pub(crate) mod dsmq;

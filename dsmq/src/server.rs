@@ -1,0 +1,584 @@
+//! The server: axum accepts WebSocket upgrades on any path (plus `/healthz` and `/metrics`),
+//! one task per connection handles its frames strictly in order, and the store thread owns
+//! the data.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt;
+use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::sync::watch;
+
+use crate::format::{self, FrameError, Request as Req};
+use crate::metrics::Metrics;
+use crate::store::{Clock, Command, Limits, Store};
+use crate::{Error, Result};
+
+/// Who may stop the server with the `shutdown` action (protocol 1.1 and later).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ShutdownPolicy {
+    /// Only clients connecting from a loopback address (the default).
+    #[default]
+    LoopbackOnly,
+    /// Any client, as in Python dsmq 1.4.1.
+    Anyone,
+    /// No client: the action closes the connection with 1008.
+    Never,
+}
+
+/// The server's settings. Start from `ServerConfig::default()` and change what you need:
+///
+/// ```
+/// use std::time::Duration;
+/// let config = dsmq::ServerConfig {
+///     ttl: Duration::from_secs(60),
+///     ..dsmq::ServerConfig::default()
+/// };
+/// assert_eq!(config.max_message_bytes, 1 << 20);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// How long a message is kept after it was stored (600 s, as the original promises).
+    /// Expired messages are never delivered, whether or not the sweeper has run.
+    pub ttl: Duration,
+    /// How often expired messages are deleted (1 s).
+    pub sweep_interval: Duration,
+    /// Largest WebSocket message (the whole JSON request) accepted: 1 MiB. Larger ones close
+    /// the connection with 1009.
+    pub max_message_bytes: usize,
+    /// Most bytes of message text held: 256 MiB. Beyond it the oldest messages are evicted
+    /// (counted in `dsmq_evicted_total`).
+    pub max_stored_bytes: usize,
+    /// Most messages held per topic: 100,000; the oldest of the topic are evicted beyond it.
+    pub max_messages_per_topic: usize,
+    /// Most open WebSocket connections: 1024. More are refused with HTTP 503.
+    pub max_connections: usize,
+    /// Who may use the `shutdown` action.
+    pub allow_shutdown: ShutdownPolicy,
+    /// How long a reply may wait for a client that does not read before its connection is
+    /// dropped: 30 s.
+    pub write_timeout: Duration,
+    /// The clock expiry reads; [`Clock::manual`] makes retention testable without sleeping.
+    pub clock: Clock,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            ttl: Duration::from_secs(600),
+            sweep_interval: Duration::from_secs(1),
+            max_message_bytes: 1 << 20,
+            max_stored_bytes: 256 << 20,
+            max_messages_per_topic: 100_000,
+            max_connections: 1024,
+            allow_shutdown: ShutdownPolicy::LoopbackOnly,
+            write_timeout: Duration::from_secs(30),
+            clock: Clock::system(),
+        }
+    }
+}
+
+/// Runs a server with the default configuration on `addr` until Ctrl-C or SIGTERM.
+///
+/// ```no_run
+/// # async fn f() -> dsmq::Result<()> {
+/// dsmq::serve("127.0.0.1:30008").await
+/// # }
+/// ```
+pub async fn serve(addr: impl ToSocketAddrs) -> Result<()> {
+    let server = Server::bind(addr, ServerConfig::default()).await?;
+    stop_on_signals(server.handle());
+    server.run().await
+}
+
+/// Calls [`ServerHandle::shutdown`] on the first SIGINT (Ctrl-C) or SIGTERM. The handlers
+/// are installed before this returns. Must be called within a tokio runtime.
+pub fn stop_on_signals(handle: ServerHandle) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let streams = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        );
+        let (mut interrupt, mut terminate) = match streams {
+            (Ok(i), Ok(t)) => (i, t),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!("cannot listen for SIGINT/SIGTERM: {e}");
+                return;
+            }
+        };
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = interrupt.recv() => tracing::info!("SIGINT: shutting down"),
+                _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+            }
+            handle.shutdown();
+        });
+    }
+    #[cfg(not(unix))]
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!("Ctrl-C: shutting down");
+            handle.shutdown();
+        }
+    });
+}
+
+/// A bound server, not yet running. [`Server::run`] serves until [`ServerHandle::shutdown`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> dsmq::Result<()> {
+/// let server = dsmq::Server::bind("127.0.0.1:0", dsmq::ServerConfig::default()).await?;
+/// let addr = server.local_addr();
+/// let handle = server.handle();
+/// let running = tokio::spawn(server.run());
+///
+/// let mut reader = dsmq::Client::connect("127.0.0.1", addr.port()).await?;
+/// let mut writer = dsmq::Client::connect("127.0.0.1", addr.port()).await?;
+/// writer.put("greetings", "hello world!").await?;
+/// assert_eq!(reader.get("greetings").await?.as_deref(), Some("hello world!"));
+/// assert_eq!(reader.get("greetings").await?, None);
+///
+/// handle.shutdown();
+/// running.await.unwrap()?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+/// Stops a running server; clone it freely.
+#[derive(Debug, Clone)]
+pub struct ServerHandle {
+    inner: Arc<HandleInner>,
+}
+
+#[derive(Debug)]
+struct HandleInner {
+    stop: watch::Sender<bool>,
+    stopped: watch::Sender<bool>,
+}
+
+impl ServerHandle {
+    /// Starts a graceful stop: no new connections, the request being handled on each
+    /// connection finishes, then every connection is closed with 1001 ("going away").
+    pub fn shutdown(&self) {
+        self.inner.stop.send_replace(true);
+    }
+
+    /// Whether [`ServerHandle::shutdown`] was called (or a client's `shutdown` accepted).
+    pub fn is_stopping(&self) -> bool {
+        *self.inner.stop.borrow()
+    }
+
+    /// Waits until the server has stopped and every connection is closed.
+    pub async fn stopped(&self) {
+        let mut rx = self.inner.stopped.subscribe();
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    config: ServerConfig,
+    store: Store,
+    metrics: Arc<Metrics>,
+    handle: ServerHandle,
+    /// Signalled when the last connection task ends.
+    idle: tokio::sync::Notify,
+}
+
+impl Server {
+    /// Listens on `addr` (port 0 picks a free port) and starts the store.
+    pub async fn bind(addr: impl ToSocketAddrs, config: ServerConfig) -> Result<Server> {
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host(addr)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: "an address that does not resolve".into(),
+                source,
+            })?
+            .collect();
+        let listener = TcpListener::bind(&addrs[..])
+            .await
+            .map_err(|source| Error::Bind {
+                addr: addrs
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                source,
+            })?;
+        let addr = listener.local_addr()?;
+        let metrics = Arc::new(Metrics::default());
+        let store = Store::start(
+            Limits {
+                ttl: config.ttl,
+                max_stored_bytes: config.max_stored_bytes,
+                max_messages_per_topic: config.max_messages_per_topic.max(1),
+            },
+            config.clock.clone(),
+            Arc::clone(&metrics),
+        )?;
+        let handle = ServerHandle {
+            inner: Arc::new(HandleInner {
+                stop: watch::channel(false).0,
+                stopped: watch::channel(false).0,
+            }),
+        };
+        Ok(Server {
+            listener,
+            addr,
+            shared: Arc::new(Shared {
+                config,
+                store,
+                metrics,
+                handle,
+                idle: tokio::sync::Notify::new(),
+            }),
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A handle to stop the server.
+    pub fn handle(&self) -> ServerHandle {
+        self.shared.handle.clone()
+    }
+
+    /// Serves until [`ServerHandle::shutdown`] (or an accepted `shutdown` request), then
+    /// waits for every connection to close (at most 10 s).
+    pub async fn run(self) -> Result<()> {
+        let Server {
+            listener,
+            addr,
+            shared,
+        } = self;
+        tracing::info!("dsmq listening on ws://{addr}");
+        let sweeper = tokio::spawn(sweep(Arc::clone(&shared)));
+        let app = Router::new()
+            .fallback(entry)
+            .with_state(Arc::clone(&shared));
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let mut stop = shared.handle.inner.stop.subscribe();
+        let served = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await;
+        sweeper.abort();
+        // Connection tasks see the stop signal and close with 1001.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let idle = shared.idle.notified();
+            let open = shared.metrics.connections.load(Ordering::SeqCst);
+            if open == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                tracing::warn!("{open} connections still open 10 s after shutdown; leaving them");
+                break;
+            }
+        }
+        tracing::info!("dsmq on {addr} stopped");
+        shared.handle.inner.stopped.send_replace(true);
+        served.map_err(Error::Io)
+    }
+}
+
+async fn sweep(shared: Arc<Shared>) {
+    let mut tick =
+        tokio::time::interval(shared.config.sweep_interval.max(Duration::from_millis(1)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if shared.store.send(Command::Sweep).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Every request: `/healthz`, `/metrics`, or a WebSocket upgrade on any path.
+async fn entry(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
+    let (mut parts, _body) = request.into_parts();
+    let upgrade = parts
+        .headers
+        .get(header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    if !upgrade {
+        return match (&parts.method, parts.uri.path()) {
+            (&Method::GET, "/healthz") => "ok".into_response(),
+            (&Method::GET, "/metrics") => (
+                [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                shared.metrics.render(),
+            )
+                .into_response(),
+            _ => (
+                StatusCode::UPGRADE_REQUIRED,
+                [(header::UPGRADE, "websocket")],
+                "this is a dsmq server: connect with a WebSocket client (ws://HOST:PORT/); \
+                 GET /healthz and /metrics are plain HTTP\n",
+            )
+                .into_response(),
+        };
+    }
+    if shared.handle.is_stopping() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "dsmq is shutting down\n").into_response();
+    }
+    let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &shared).await {
+        Ok(ws) => ws,
+        Err(rejection) => return rejection.into_response(),
+    };
+    // Count the connection now, so concurrent upgrades cannot exceed the limit.
+    let open = shared.metrics.connections.fetch_add(1, Ordering::SeqCst);
+    let guard = ConnectionGuard(Arc::clone(&shared));
+    if open >= shared.config.max_connections as u64 {
+        shared
+            .metrics
+            .refused_connections_total
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!("refusing {peer}: {open} connections open (max_connections)");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("dsmq: too many connections ({open} open, max_connections)\n"),
+        )
+            .into_response();
+    }
+    // Eligibility starts here, before the handshake completes: anything stored after the
+    // client sees the connection open is visible to it.
+    let start_id = shared.store.last_id();
+    let limit = shared.config.max_message_bytes;
+    ws.max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| async move {
+            Connection {
+                socket,
+                shared: Arc::clone(&guard.0),
+                peer,
+                start_id,
+                cursors: HashMap::new(),
+            }
+            .run()
+            .await;
+            drop(guard);
+        })
+}
+
+/// Decrements the connection count when a connection (or a failed upgrade) ends.
+struct ConnectionGuard(Arc<Shared>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        if self.0.metrics.connections.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+struct Connection {
+    socket: WebSocket,
+    shared: Arc<Shared>,
+    peer: SocketAddr,
+    /// Only messages with a larger id are eligible.
+    start_id: i64,
+    /// The id of the last message read, per topic (absent: `start_id`).
+    cursors: HashMap<String, i64>,
+}
+
+/// What to do after a frame.
+enum Next {
+    Continue,
+    Close(u16, String),
+}
+
+impl Connection {
+    async fn run(mut self) {
+        let mut stop = self.shared.handle.inner.stop.subscribe();
+        tracing::debug!("{}: connected", self.peer);
+        loop {
+            let received = tokio::select! {
+                biased;
+                () = async { drop(stop.wait_for(|s| *s).await) } => {
+                    self.close(format::CLOSE_GOING_AWAY, "server shutting down").await;
+                    break;
+                }
+                received = self.socket.recv() => received,
+            };
+            let next = match received {
+                None => break,
+                Some(Ok(Message::Text(text))) => self.frame(text.as_str().as_bytes()).await,
+                Some(Ok(Message::Binary(bytes))) => self.frame(&bytes).await,
+                Some(Ok(Message::Close(_))) => break,
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => Next::Continue,
+                Some(Err(e)) => {
+                    let too_big = std::error::Error::source(&e)
+                        .and_then(|s| s.downcast_ref::<tungstenite::Error>())
+                        .is_some_and(|t| matches!(t, tungstenite::Error::Capacity(_)));
+                    if too_big {
+                        Next::Close(
+                            format::CLOSE_TOO_BIG,
+                            format!(
+                                "message too big: the limit is {} bytes",
+                                self.shared.config.max_message_bytes
+                            ),
+                        )
+                    } else {
+                        tracing::debug!("{}: connection lost: {e}", self.peer);
+                        break;
+                    }
+                }
+            };
+            match next {
+                Next::Continue => {}
+                Next::Close(code, reason) => {
+                    if code != format::CLOSE_NORMAL {
+                        self.shared
+                            .metrics
+                            .protocol_errors_total
+                            .fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!("{}: closing with {code}: {reason}", self.peer);
+                    }
+                    self.close(code, &reason).await;
+                    break;
+                }
+            }
+        }
+        tracing::debug!("{}: disconnected", self.peer);
+    }
+
+    async fn close(&mut self, code: u16, reason: &str) {
+        let frame = CloseFrame {
+            code,
+            reason: format::close_reason(reason).into(),
+        };
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            self.socket.send(Message::Close(Some(frame))),
+        )
+        .await;
+    }
+
+    async fn frame(&mut self, frame: &[u8]) -> Next {
+        let request = match format::decode_request(frame) {
+            Ok(r) => r,
+            Err(e) => return self.bad_frame(frame, &e),
+        };
+        let store = &self.shared.store;
+        match request {
+            Req::Put { topic, message } => {
+                if let Err(e) = store
+                    .send(Command::Put {
+                        topic,
+                        body: message,
+                    })
+                    .await
+                {
+                    return self.store_failed(&e);
+                }
+                Next::Continue
+            }
+            Req::Get { topic } => self.get(topic, false).await,
+            Req::GetLatest { topic } => self.get(topic, true).await,
+            Req::Shutdown { .. } => {
+                let allowed = match self.shared.config.allow_shutdown {
+                    ShutdownPolicy::Anyone => true,
+                    ShutdownPolicy::LoopbackOnly => {
+                        self.peer.ip().is_loopback() || self.peer.ip().to_canonical().is_loopback()
+                    }
+                    ShutdownPolicy::Never => false,
+                };
+                if !allowed {
+                    return Next::Close(
+                        format::CLOSE_POLICY,
+                        format!(
+                            "shutdown not allowed (policy {:?}) from {}",
+                            self.shared.config.allow_shutdown,
+                            self.peer.ip()
+                        ),
+                    );
+                }
+                tracing::info!("{}: shutdown requested", self.peer);
+                self.shared.handle.shutdown();
+                Next::Close(format::CLOSE_NORMAL, "server shutting down".into())
+            }
+        }
+    }
+
+    async fn get(&mut self, topic: String, latest: bool) -> Next {
+        let after = self.cursors.get(&topic).copied().unwrap_or(self.start_id);
+        let found = match self.shared.store.get(topic.clone(), after, latest).await {
+            Ok(found) => found,
+            Err(e) => return self.store_failed(&e),
+        };
+        let metrics = &self.shared.metrics;
+        let reply = match found {
+            Some((id, body)) => {
+                metrics.gets_hit.fetch_add(1, Ordering::Relaxed);
+                self.cursors.insert(topic, id);
+                format::encode_reply(&body)
+            }
+            None => {
+                metrics.gets_empty.fetch_add(1, Ordering::Relaxed);
+                format::encode_reply("")
+            }
+        };
+        match tokio::time::timeout(
+            self.shared.config.write_timeout,
+            self.socket.send(Message::Text(reply.into())),
+        )
+        .await
+        {
+            Ok(Ok(())) => Next::Continue,
+            Ok(Err(e)) => {
+                tracing::debug!("{}: reply not sent: {e}", self.peer);
+                Next::Close(format::CLOSE_NORMAL, String::new())
+            }
+            Err(_) => Next::Close(
+                format::CLOSE_POLICY,
+                format!(
+                    "the client did not read its replies for {:?}",
+                    self.shared.config.write_timeout
+                ),
+            ),
+        }
+    }
+
+    fn bad_frame(&self, frame: &[u8], e: &FrameError) -> Next {
+        tracing::debug!("{}: bad frame {}", self.peer, format::Shown(frame));
+        Next::Close(e.close_code(), e.close_reason())
+    }
+
+    fn store_failed(&self, e: &Error) -> Next {
+        self.shared
+            .metrics
+            .store_errors
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::error!("{}: {e}", self.peer);
+        Next::Close(format::CLOSE_INTERNAL, format!("internal error: {e}"))
+    }
+}

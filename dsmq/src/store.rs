@@ -1,0 +1,350 @@
+//! The message store: one in-memory SQLite connection owned by one thread.
+//!
+//! Connection tasks send [`Command`]s through a bounded channel; the store thread runs them
+//! strictly in arrival order (so a `put` followed by a `get` on one connection sees the put),
+//! several per transaction when the channel is busy. Ordering is by the `INTEGER PRIMARY KEY`
+//! (a sequence number), never by the clock; the clock only decides expiry.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::metrics::Metrics;
+
+/// Where expiry reads the time: the system's monotonic clock, or a clock a test moves.
+///
+/// ```
+/// use std::time::Duration;
+/// let clock = dsmq::Clock::manual();
+/// clock.advance(Duration::from_secs(601)); // every message older than that is now expired
+/// ```
+#[derive(Debug, Clone)]
+pub struct Clock(ClockKind);
+
+#[derive(Debug, Clone)]
+enum ClockKind {
+    System(Instant),
+    Manual(Arc<AtomicU64>),
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::system()
+    }
+}
+
+impl Clock {
+    /// The monotonic system clock (the default).
+    pub fn system() -> Clock {
+        Clock(ClockKind::System(Instant::now()))
+    }
+
+    /// A clock that stands still until [`Clock::advance`] moves it (for tests of retention
+    /// that must not depend on how fast the machine is). Clones share the time.
+    pub fn manual() -> Clock {
+        Clock(ClockKind::Manual(Arc::new(AtomicU64::new(0))))
+    }
+
+    /// Moves a manual clock forward; no effect on the system clock.
+    pub fn advance(&self, by: Duration) {
+        if let ClockKind::Manual(nanos) = &self.0 {
+            let by = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+            nanos.fetch_add(by, Ordering::SeqCst);
+        }
+    }
+
+    /// Seconds since the clock's origin.
+    fn now(&self) -> f64 {
+        match &self.0 {
+            ClockKind::System(origin) => origin.elapsed().as_secs_f64(),
+            ClockKind::Manual(nanos) => nanos.load(Ordering::SeqCst) as f64 / 1e9,
+        }
+    }
+}
+
+/// What the store keeps and for how long.
+#[derive(Debug, Clone)]
+pub(crate) struct Limits {
+    pub(crate) ttl: Duration,
+    pub(crate) max_stored_bytes: usize,
+    pub(crate) max_messages_per_topic: usize,
+}
+
+/// One request to the store thread.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Put {
+        topic: String,
+        body: String,
+    },
+    /// The first (or, with `latest`, the last) eligible message of `topic` with an id
+    /// above `after`: its id and text.
+    Get {
+        topic: String,
+        after: i64,
+        latest: bool,
+        reply: oneshot::Sender<Result<Option<(i64, String)>, String>>,
+    },
+    /// Delete expired messages.
+    Sweep,
+}
+
+/// The handle connection tasks use.
+#[derive(Debug, Clone)]
+pub(crate) struct Store {
+    tx: mpsc::Sender<Command>,
+    /// The largest id stored so far: a new connection may read only above it.
+    last_id: Arc<AtomicI64>,
+}
+
+/// Capacity of the command channel: a slow store slows senders down (backpressure).
+const CHANNEL: usize = 1024;
+/// The most commands run in one transaction.
+const BATCH: usize = 256;
+
+impl Store {
+    /// Opens the in-memory database and starts the store thread.
+    pub(crate) fn start(
+        limits: Limits,
+        clock: Clock,
+        metrics: Arc<Metrics>,
+    ) -> crate::Result<Store> {
+        let db = Connection::open_in_memory()?;
+        db.execute_batch(
+            "PRAGMA journal_mode = OFF;
+             PRAGMA synchronous = OFF;
+             PRAGMA temp_store = MEMORY;
+             CREATE TABLE messages (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT,
+                 topic TEXT NOT NULL,
+                 body TEXT NOT NULL,
+                 stored_at REAL NOT NULL
+             );
+             CREATE INDEX messages_topic_id ON messages (topic, id);",
+        )?;
+        let (tx, rx) = mpsc::channel(CHANNEL);
+        let last_id = Arc::new(AtomicI64::new(0));
+        let mut worker = Worker {
+            db,
+            limits,
+            clock,
+            metrics,
+            last_id: Arc::clone(&last_id),
+            per_topic: HashMap::new(),
+            bytes: 0,
+            count: 0,
+        };
+        std::thread::Builder::new()
+            .name("dsmq-store".into())
+            .spawn(move || worker.run(rx))?;
+        Ok(Store { tx, last_id })
+    }
+
+    /// The largest id stored so far.
+    pub(crate) fn last_id(&self) -> i64 {
+        self.last_id.load(Ordering::SeqCst)
+    }
+
+    /// Sends a command, waiting for room in the channel.
+    pub(crate) async fn send(&self, cmd: Command) -> crate::Result<()> {
+        self.tx
+            .send(cmd)
+            .await
+            .map_err(|_| crate::Error::Store("the store thread has stopped".into()))
+    }
+
+    /// Runs a get and waits for its answer.
+    pub(crate) async fn get(
+        &self,
+        topic: String,
+        after: i64,
+        latest: bool,
+    ) -> crate::Result<Option<(i64, String)>> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Command::Get {
+            topic,
+            after,
+            latest,
+            reply,
+        })
+        .await?;
+        answer
+            .await
+            .map_err(|_| crate::Error::Store("the store thread has stopped".into()))?
+            .map_err(crate::Error::Store)
+    }
+}
+
+struct Worker {
+    db: Connection,
+    limits: Limits,
+    clock: Clock,
+    metrics: Arc<Metrics>,
+    last_id: Arc<AtomicI64>,
+    /// Messages stored per topic (for `max_messages_per_topic`).
+    per_topic: HashMap<String, usize>,
+    /// Bytes of message text stored.
+    bytes: usize,
+    /// Messages stored.
+    count: usize,
+}
+
+impl Worker {
+    fn run(&mut self, mut rx: mpsc::Receiver<Command>) {
+        while let Some(first) = rx.blocking_recv() {
+            let mut batch = vec![first];
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(cmd) => batch.push(cmd),
+                    Err(_) => break,
+                }
+            }
+            let in_txn = batch.len() > 1 && self.db.execute_batch("BEGIN").is_ok();
+            for cmd in batch {
+                self.handle(cmd);
+            }
+            if in_txn && let Err(e) = self.db.execute_batch("COMMIT") {
+                tracing::error!("store: commit failed: {e}");
+            }
+            self.publish_gauges();
+        }
+        tracing::debug!("store thread stopped");
+    }
+
+    fn publish_gauges(&self) {
+        self.metrics
+            .messages_stored
+            .store(self.count as u64, Ordering::Relaxed);
+        self.metrics
+            .bytes_stored
+            .store(self.bytes as u64, Ordering::Relaxed);
+    }
+
+    fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::Put { topic, body } => {
+                if let Err(e) = self.put(topic, body) {
+                    // A put has no reply: log and count it; the message is not stored.
+                    tracing::error!("store: put failed: {e}");
+                    self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Command::Get {
+                topic,
+                after,
+                latest,
+                reply,
+            } => {
+                let found = self.get(&topic, after, latest).map_err(|e| e.to_string());
+                let _ = reply.send(found);
+            }
+            Command::Sweep => {
+                if let Err(e) = self.sweep() {
+                    tracing::error!("store: sweep failed: {e}");
+                }
+            }
+        }
+    }
+
+    fn put(&mut self, topic: String, body: String) -> rusqlite::Result<()> {
+        let len = body.len();
+        // Make room first: oldest of the topic, then oldest overall.
+        let in_topic = self.per_topic.get(&topic).copied().unwrap_or(0);
+        if in_topic >= self.limits.max_messages_per_topic {
+            let evicted = self.delete_rows(
+                "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE topic = ?1
+                 ORDER BY id LIMIT ?2) RETURNING topic, octet_length(body)",
+                params![
+                    topic,
+                    (in_topic + 1 - self.limits.max_messages_per_topic) as i64
+                ],
+            )?;
+            self.metrics
+                .evicted_total
+                .fetch_add(evicted, Ordering::Relaxed);
+        }
+        while self.count > 0 && self.bytes + len > self.limits.max_stored_bytes {
+            let evicted = self.delete_rows(
+                "DELETE FROM messages WHERE id IN (SELECT id FROM messages ORDER BY id LIMIT 1)
+                 RETURNING topic, octet_length(body)",
+                [],
+            )?;
+            self.metrics
+                .evicted_total
+                .fetch_add(evicted, Ordering::Relaxed);
+        }
+        let now = self.clock.now();
+        let mut stmt = self
+            .db
+            .prepare_cached("INSERT INTO messages (topic, body, stored_at) VALUES (?1, ?2, ?3)")?;
+        stmt.execute(params![topic, body, now])?;
+        let id = self.db.last_insert_rowid();
+        self.last_id.store(id, Ordering::SeqCst);
+        *self.per_topic.entry(topic).or_insert(0) += 1;
+        self.bytes += len;
+        self.count += 1;
+        self.metrics.puts_total.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Runs a `DELETE ... RETURNING topic, octet_length(body)` and updates the counters.
+    fn delete_rows(&mut self, sql: &str, p: impl rusqlite::Params) -> rusqlite::Result<u64> {
+        let mut stmt = self.db.prepare_cached(sql)?;
+        let mut rows = stmt.query(p)?;
+        let mut n = 0;
+        while let Some(row) = rows.next()? {
+            let topic: String = row.get(0)?;
+            let len: i64 = row.get(1)?;
+            self.bytes = self.bytes.saturating_sub(len as usize);
+            self.count = self.count.saturating_sub(1);
+            if let Some(c) = self.per_topic.get_mut(&topic) {
+                *c -= 1;
+                if *c == 0 {
+                    self.per_topic.remove(&topic);
+                }
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn get(
+        &self,
+        topic: &str,
+        after: i64,
+        latest: bool,
+    ) -> rusqlite::Result<Option<(i64, String)>> {
+        let oldest_alive = self.clock.now() - self.limits.ttl.as_secs_f64();
+        let sql = if latest {
+            "SELECT id, body FROM messages WHERE topic = ?1 AND id > ?2 AND stored_at > ?3
+             ORDER BY id DESC LIMIT 1"
+        } else {
+            "SELECT id, body FROM messages WHERE topic = ?1 AND id > ?2 AND stored_at > ?3
+             ORDER BY id LIMIT 1"
+        };
+        let mut stmt = self.db.prepare_cached(sql)?;
+        stmt.query_row(params![topic, after, oldest_alive], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .optional()
+    }
+
+    fn sweep(&mut self) -> rusqlite::Result<()> {
+        let oldest_alive = self.clock.now() - self.limits.ttl.as_secs_f64();
+        let expired = self.delete_rows(
+            "DELETE FROM messages WHERE stored_at <= ?1 RETURNING topic, octet_length(body)",
+            params![oldest_alive],
+        )?;
+        if expired > 0 {
+            tracing::debug!("store: {expired} expired messages deleted");
+        }
+        self.metrics
+            .expired_total
+            .fetch_add(expired, Ordering::Relaxed);
+        Ok(())
+    }
+}

@@ -1,0 +1,474 @@
+//! Wire interop with the original: Python dsmq 1.0.0 and 1.4.1 from the package index.
+//!
+//! Each version gets a virtual environment cached under the workspace's `target/`
+//! (`target/dsmq-interop/venv-<version>`, reused when it already holds that version; set
+//! `DSMQ_PY_WHEELHOUSE` to install offline from a directory of wheels). Python is
+//! `DSMQ_PYTHON` if set, else a Python >= 3.10 found on this machine (pyenv or `python3`),
+//! else Debian's `python3` installed with apt-get.
+//!
+//! - the Python client against our server (the specification's scenario, plus `get_latest`
+//!   and `shutdown_server` on 1.4.1);
+//! - our blocking and async clients against the Python server;
+//! - the frames the Python client sends, captured by a bare WebSocket server, and the reply
+//!   frames the Python server sends, read by a bare WebSocket client, compared byte for byte
+//!   with ours (the reference exchange of the specification).
+
+mod support;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use dsmq::format::{self, Request};
+use tungstenite::Message;
+
+const VERSIONS: [&str; 2] = ["1.0.0", "1.4.1"];
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+}
+
+fn run_ok(cmd: &mut Command, what: &str) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Whether `python` runs and is at least 3.10 (Python dsmq requires it).
+fn usable(python: &Path) -> bool {
+    Command::new(python)
+        .args([
+            "-c",
+            "import sys, venv; sys.exit(0 if sys.version_info >= (3, 10) else 1)",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// A Python >= 3.10 with `venv`, installed through apt-get if none is found.
+fn python() -> PathBuf {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            if let Some(p) = std::env::var_os("DSMQ_PYTHON") {
+                let p = PathBuf::from(p);
+                assert!(
+                    usable(&p),
+                    "DSMQ_PYTHON={} is not a Python >= 3.10 with venv",
+                    p.display()
+                );
+                return p;
+            }
+            let mut candidates = vec![PathBuf::from("python3")];
+            if let Some(home) = std::env::var_os("HOME") {
+                for v in ["3.12", "3.11", "3.13", "3.10"] {
+                    let dir = Path::new(&home).join(".pyenv/versions");
+                    if let Ok(entries) = std::fs::read_dir(&dir) {
+                        let mut found: Vec<PathBuf> = entries
+                            .filter_map(Result::ok)
+                            .filter(|e| e.file_name().to_string_lossy().starts_with(v))
+                            .map(|e| e.path().join("bin/python"))
+                            .collect();
+                        found.sort();
+                        candidates.extend(found);
+                    }
+                }
+            }
+            if let Some(p) = candidates.iter().find(|p| usable(p)) {
+                return p.clone();
+            }
+            // Install Debian's python3 (CI machines are Debian; we run as root there).
+            let apt = |args: &[&str]| {
+                run_ok(
+                    Command::new("apt-get")
+                        .args(args)
+                        .env("DEBIAN_FRONTEND", "noninteractive"),
+                    "apt-get (install python3 and python3-venv yourself, or set DSMQ_PYTHON)",
+                );
+            };
+            apt(&["update"]);
+            apt(&[
+                "install",
+                "-y",
+                "-o",
+                "DPkg::Lock::Timeout=600",
+                "python3",
+                "python3-venv",
+            ]);
+            let p = PathBuf::from("/usr/bin/python3");
+            assert!(
+                usable(&p),
+                "python3 from apt is older than 3.10: set DSMQ_PYTHON to a Python >= 3.10"
+            );
+            p
+        })
+        .clone()
+}
+
+/// The venv's python with `dsmq==version` installed (created once, then reused).
+fn venv(version: &str) -> PathBuf {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = target_dir().join(format!("dsmq-interop/venv-{version}"));
+    let py = dir.join("bin/python");
+    let check = format!(
+        "import dsmq.client, importlib.metadata as m; assert m.version('dsmq') == '{version}'"
+    );
+    let ready = || {
+        Command::new(&py)
+            .args(["-c", &check])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if ready() {
+        return py;
+    }
+    run_ok(
+        Command::new(python())
+            .args(["-m", "venv", "--clear"])
+            .arg(&dir),
+        "creating the venv",
+    );
+    let mut pip = Command::new(dir.join("bin/pip"));
+    pip.args(["install", "--quiet", "--disable-pip-version-check"]);
+    if let Some(wheels) = std::env::var_os("DSMQ_PY_WHEELHOUSE") {
+        pip.arg("--no-index").arg("--find-links").arg(wheels);
+    }
+    pip.arg(format!("dsmq=={version}"));
+    run_ok(&mut pip, &format!("pip install dsmq=={version}"));
+    assert!(
+        ready(),
+        "dsmq {version} is not importable after pip install"
+    );
+    py
+}
+
+/// A child process killed (and reaped) when dropped, also when the test fails.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn python_script(py: &Path, script: &str, args: &[String]) {
+    let out = Command::new(py)
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "python script failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+const CLIENT_SCENARIO: &str = r#"
+import sys
+from dsmq.client import connect
+port, version = int(sys.argv[1]), sys.argv[2]
+w = connect("127.0.0.1", port)
+r = connect("127.0.0.1", port)
+assert r.get("greetings") == "", "a fresh reader gets the empty string"
+long = "x" * 1000
+for m in ["hello world!", 'héllo "2"', long]:
+    w.put("greetings", m)
+# A round trip on the writer: its puts are stored before the reader asks.
+assert w.get("sync") == ""
+got = [r.get("greetings") for _ in range(3)]
+assert got == ["hello world!", 'héllo "2"', long], got[:2]
+assert r.get("greetings") == ""
+late = connect("127.0.0.1", port)
+assert late.get("greetings") == "", "a later connection sees nothing older"
+if version != "1.0.0":
+    w.put("t2", "x1")
+    w.put("t2", "x2")
+    assert w.get("sync") == ""
+    assert r.get_latest("t2") == "x2"
+    assert r.get_latest("t2") == ""
+    assert r.get("t2") == "", "get_latest skipped x1"
+    w.shutdown_server()
+print("ok")
+"#;
+
+#[test]
+fn python_clients_against_our_server() {
+    for version in VERSIONS {
+        let py = venv(version);
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let server = rt.block_on(support::TestServer::start(dsmq::ServerConfig::default()));
+        python_script(
+            &py,
+            CLIENT_SCENARIO,
+            &[server.port.to_string(), version.to_owned()],
+        );
+        if version == "1.0.0" {
+            assert!(!server.handle.is_stopping());
+            rt.block_on(server.stop());
+        } else {
+            // shutdown_server() stopped it (the client is on loopback).
+            let handle = server.handle.clone();
+            rt.block_on(async {
+                tokio::time::timeout(Duration::from_secs(30), handle.stopped())
+                    .await
+                    .expect("the Python client's shutdown stops the server")
+            });
+            rt.block_on(server.stop());
+        }
+    }
+}
+
+/// Reserves a free port: bind port 0, read it, let go.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `dsmq.server.serve` of `version` in a fresh working directory (1.4.1 deletes
+/// files there) and waits until it accepts connections.
+fn python_server(version: &str) -> (Reaped, u16, tempfile::TempDir) {
+    let py = venv(version);
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let child = Command::new(py)
+        .arg("-c")
+        .arg(format!(
+            "from dsmq.server import serve; serve(host='127.0.0.1', port={port})"
+        ))
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the Python server");
+    let mut child = Reaped(child);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            panic!("the Python {version} server exited: {status}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the Python {version} server does not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, port, dir)
+}
+
+fn wait_exit(child: &mut Reaped, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.0.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "{what} did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn our_blocking_client_against_python_servers() {
+    for version in VERSIONS {
+        let (mut child, port, _dir) = python_server(version);
+        let mut w = dsmq::blocking::Client::connect("127.0.0.1", port).unwrap();
+        let mut r = dsmq::blocking::Client::connect("127.0.0.1", port).unwrap();
+        assert_eq!(r.get("greetings").unwrap(), None);
+        assert_eq!(r.get_raw("greetings").unwrap(), "");
+        let long = "x".repeat(1000);
+        for m in ["hello world!", "héllo \"2\"", &long] {
+            w.put("greetings", m).unwrap();
+        }
+        assert_eq!(w.get("sync").unwrap(), None);
+        for m in ["hello world!", "héllo \"2\"", &long] {
+            assert_eq!(r.get("greetings").unwrap().as_deref(), Some(m), "{version}");
+        }
+        assert_eq!(r.get("greetings").unwrap(), None);
+        let mut late = dsmq::blocking::Client::connect("127.0.0.1", port).unwrap();
+        assert_eq!(late.get("greetings").unwrap(), None);
+        w.put("waited", "for").unwrap();
+        assert_eq!(
+            r.get_wait("waited", Duration::from_secs(30))
+                .unwrap()
+                .as_deref(),
+            Some("for")
+        );
+        if version == "1.0.0" {
+            drop(child);
+        } else {
+            w.put("t2", "x1").unwrap();
+            w.put("t2", "x2").unwrap();
+            assert_eq!(w.get("sync").unwrap(), None);
+            assert_eq!(r.get_latest("t2").unwrap().as_deref(), Some("x2"));
+            assert_eq!(r.get_latest("t2").unwrap(), None);
+            w.shutdown_server().unwrap();
+            wait_exit(&mut child, "the Python 1.4.1 server after shutdown_server");
+        }
+    }
+}
+
+#[test]
+fn our_async_client_against_python_servers() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    for version in VERSIONS {
+        let (mut child, port, _dir) = python_server(version);
+        rt.block_on(async {
+            let mut w = dsmq::Client::connect("127.0.0.1", port).await.unwrap();
+            let mut r = dsmq::Client::connect("127.0.0.1", port).await.unwrap();
+            assert_eq!(r.get("greetings").await.unwrap(), None);
+            for m in ["hello world!", "héllo \"2\"", "\u{1F600}\n\t\u{0}"] {
+                w.put("greetings", m).await.unwrap();
+            }
+            assert_eq!(w.get("sync").await.unwrap(), None);
+            for m in ["hello world!", "héllo \"2\"", "\u{1F600}\n\t\u{0}"] {
+                assert_eq!(r.get("greetings").await.unwrap().as_deref(), Some(m));
+            }
+            assert_eq!(r.get("greetings").await.unwrap(), None);
+            if version != "1.0.0" {
+                w.shutdown_server().await.unwrap();
+            }
+        });
+        if version == "1.0.0" {
+            drop(child);
+        } else {
+            wait_exit(&mut child, "the Python 1.4.1 server after shutdown_server");
+        }
+    }
+}
+
+/// The requests the Python client sends, captured by a bare WebSocket server, are the
+/// bytes our client sends (and the specification shows).
+#[test]
+fn python_client_frames_are_ours_byte_for_byte() {
+    for version in VERSIONS {
+        let py = venv(version);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let capture = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(60)))
+                .unwrap();
+            let mut ws = tungstenite::accept(stream).expect("handshake with the Python client");
+            let mut frames = Vec::new();
+            loop {
+                match ws.read() {
+                    Ok(Message::Text(t)) => {
+                        let text = t.to_string();
+                        let request = format::decode_request(text.as_bytes()).unwrap();
+                        if request.expects_reply() {
+                            ws.send(Message::Text(format::encode_reply("").into()))
+                                .unwrap();
+                        }
+                        let shutdown = matches!(request, Request::Shutdown { .. });
+                        frames.push(text);
+                        if shutdown {
+                            let _ = ws.close(None);
+                        }
+                    }
+                    Ok(Message::Binary(_)) => panic!("the Python client sent a binary frame"),
+                    Ok(_) => {}
+                    Err(_) => return frames,
+                }
+            }
+        });
+        let script = r#"
+import sys
+from dsmq.client import connect
+c = connect("127.0.0.1", int(sys.argv[1]))
+c.put("greetings", "hello world!")
+c.put("greetings", 'héllo "2"')
+assert c.get("greetings") == ""
+if sys.argv[2] != "1.0.0":
+    assert c.get_latest("t2") == ""
+    c.shutdown_server()
+else:
+    c.websocket.close()
+"#;
+        python_script(&py, script, &[port.to_string(), version.to_owned()]);
+        let frames = capture.join().unwrap();
+        let mut expected = vec![
+            Request::Put {
+                topic: "greetings".into(),
+                message: "hello world!".into(),
+            },
+            Request::Put {
+                topic: "greetings".into(),
+                message: "héllo \"2\"".into(),
+            },
+            Request::Get {
+                topic: "greetings".into(),
+            },
+        ];
+        if version != "1.0.0" {
+            expected.push(Request::GetLatest { topic: "t2".into() });
+            expected.push(Request::Shutdown {
+                topic: String::new(),
+            });
+        }
+        let expected: Vec<String> = expected.iter().map(format::encode_request).collect();
+        assert_eq!(frames, expected, "Python {version} client frames");
+        // And they are the specification's reference frames.
+        assert_eq!(
+            frames[1],
+            r#"{"action": "put", "topic": "greetings", "message": "h\u00e9llo \"2\""}"#
+        );
+    }
+}
+
+/// The replies of the Python server, read by a bare client, are the bytes our server sends.
+#[test]
+fn python_server_replies_are_ours_byte_for_byte() {
+    for version in VERSIONS {
+        let (child, port, _dir) = python_server(version);
+        let connect = || {
+            let (ws, _) = tungstenite::connect(format!("ws://127.0.0.1:{port}/")).unwrap();
+            ws
+        };
+        let mut reader = connect();
+        let mut writer = connect();
+        let ask = |ws: &mut tungstenite::WebSocket<_>, text: &str| -> String {
+            ws.send(Message::Text(text.to_owned().into())).unwrap();
+            match ws.read().unwrap() {
+                Message::Text(t) => t.to_string(),
+                other => panic!("expected a text reply, got {other:?}"),
+            }
+        };
+        let get = r#"{"action": "get", "topic": "greetings"}"#;
+        assert_eq!(ask(&mut reader, get), format::encode_reply(""));
+        let tricky = "h\u{e9}llo \"2\" \u{1F600}\t\\";
+        let put = format::encode_request(&Request::Put {
+            topic: "greetings".into(),
+            message: tricky.into(),
+        });
+        writer.send(Message::Text(put.into())).unwrap();
+        assert_eq!(
+            ask(&mut writer, r#"{"action": "get", "topic": "sync"}"#),
+            format::encode_reply("")
+        );
+        let reply = ask(&mut reader, get);
+        assert_eq!(reply, format::encode_reply(tricky), "Python {version}");
+        assert_eq!(reply, r#"{"message": "h\u00e9llo \"2\" \ud83d\ude00\t\\"}"#);
+        drop(child);
+    }
+}

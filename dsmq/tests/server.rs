@@ -1,0 +1,425 @@
+//! The server's behaviour through the wire: the specification's reference exchange byte for
+//! byte, eligibility, cursors, retention (with a manual clock), limits, errors, HTTP routes
+//! and shutdown.
+
+mod support;
+
+use std::time::Duration;
+
+use dsmq::{Clock, ServerConfig, ShutdownPolicy};
+use support::{TestServer, http_get, recv_close, recv_text, send};
+
+const GET_GREETINGS: &str = r#"{"action": "get", "topic": "greetings"}"#;
+const EMPTY: &str = r#"{"message": ""}"#;
+
+/// §2.2 of the specification: writer A, reader B, frames compared byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reference_exchange_byte_for_byte() {
+    let server = TestServer::start(ServerConfig::default()).await;
+    let mut b = server.raw().await;
+    let mut a = server.raw().await;
+    send(&mut b, GET_GREETINGS).await;
+    assert_eq!(recv_text(&mut b).await, EMPTY);
+    send(
+        &mut a,
+        r#"{"action": "put", "topic": "greetings", "message": "hello world!"}"#,
+    )
+    .await;
+    send(
+        &mut a,
+        r#"{"action": "put", "topic": "greetings", "message": "h\u00e9llo \"2\""}"#,
+    )
+    .await;
+    // A's puts are unacknowledged; a get on A orders them before B's reads.
+    send(&mut a, r#"{"action": "get", "topic": "sync"}"#).await;
+    assert_eq!(recv_text(&mut a).await, EMPTY);
+    send(&mut b, GET_GREETINGS).await;
+    assert_eq!(recv_text(&mut b).await, r#"{"message": "hello world!"}"#);
+    send(&mut b, GET_GREETINGS).await;
+    assert_eq!(
+        recv_text(&mut b).await,
+        r#"{"message": "h\u00e9llo \"2\""}"#
+    );
+    send(&mut b, GET_GREETINGS).await;
+    assert_eq!(recv_text(&mut b).await, EMPTY);
+    send(
+        &mut a,
+        r#"{"action": "put", "topic": "t2", "message": "x1"}"#,
+    )
+    .await;
+    send(
+        &mut a,
+        r#"{"action": "put", "topic": "t2", "message": "x2"}"#,
+    )
+    .await;
+    send(&mut a, r#"{"action": "get", "topic": "sync"}"#).await;
+    assert_eq!(recv_text(&mut a).await, EMPTY);
+    send(&mut b, r#"{"action": "get_latest", "topic": "t2"}"#).await;
+    assert_eq!(recv_text(&mut b).await, r#"{"message": "x2"}"#);
+    send(&mut b, r#"{"action": "get_latest", "topic": "t2"}"#).await;
+    assert_eq!(recv_text(&mut b).await, EMPTY);
+    // After get_latest the skipped x1 is not delivered by get either.
+    send(&mut b, r#"{"action": "get", "topic": "t2"}"#).await;
+    assert_eq!(recv_text(&mut b).await, EMPTY);
+    send(&mut a, r#"{"action": "shutdown", "topic": ""}"#).await;
+    assert_eq!(recv_close(&mut a).await.0, 1000);
+    assert_eq!(recv_close(&mut b).await.0, 1001);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_sees_only_what_is_stored_after_it_connected() {
+    let server = TestServer::start(ServerConfig::default()).await;
+    let mut writer = server.client().await;
+    let mut early = server.client().await;
+    writer.put("t", "before").await.unwrap();
+    assert_eq!(writer.get("t").await.unwrap().as_deref(), Some("before"));
+    let mut late = server.client().await;
+    writer.put("t", "after").await.unwrap();
+    assert_eq!(writer.get("t").await.unwrap().as_deref(), Some("after"));
+    assert_eq!(early.get("t").await.unwrap().as_deref(), Some("before"));
+    assert_eq!(early.get("t").await.unwrap().as_deref(), Some("after"));
+    assert_eq!(late.get("t").await.unwrap().as_deref(), Some("after"));
+    assert_eq!(late.get("t").await.unwrap(), None);
+    assert_eq!(late.get_raw("t").await.unwrap(), "");
+    // Unknown topics and the empty topic.
+    assert_eq!(late.get("never-used").await.unwrap(), None);
+    writer.put("", "in the empty topic").await.unwrap();
+    assert_eq!(
+        late.get_wait("", Duration::from_secs(20))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("in the empty topic")
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_reader_gets_every_message_in_store_order_across_writers() {
+    let server = TestServer::start(ServerConfig::default()).await;
+    let mut r1 = server.client().await;
+    let mut r2 = server.client().await;
+    let mut w1 = server.client().await;
+    let mut w2 = server.client().await;
+    for i in 0..50 {
+        w1.put("t", &format!("w1-{i}")).await.unwrap();
+        w2.put("t", &format!("w2-{i}")).await.unwrap();
+        w2.put("other", &format!("o-{i}")).await.unwrap();
+    }
+    // Round trips make sure both writers' puts are stored.
+    w1.get("sync").await.unwrap();
+    w2.get("sync").await.unwrap();
+    let mut first = Vec::new();
+    while let Some(m) = r1.get("t").await.unwrap() {
+        first.push(m);
+    }
+    let mut second = Vec::new();
+    while let Some(m) = r2.get("t").await.unwrap() {
+        second.push(m);
+    }
+    assert_eq!(first.len(), 100);
+    assert_eq!(first, second, "both readers see the same store order");
+    for w in ["w1-", "w2-"] {
+        let mine: Vec<&String> = first.iter().filter(|m| m.starts_with(w)).collect();
+        let want: Vec<String> = (0..50).map(|i| format!("{w}{i}")).collect();
+        assert_eq!(mine, want.iter().collect::<Vec<_>>(), "{w} order");
+    }
+    assert_eq!(r1.get("other").await.unwrap().as_deref(), Some("o-0"));
+    server.stop().await;
+}
+
+/// The original orders by timestamp and skips messages stored in the same clock tick: here
+/// the clock never moves, and every message still arrives, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_puts_in_one_clock_tick_all_arrive_in_order() {
+    let server = TestServer::start(ServerConfig {
+        clock: Clock::manual(),
+        ..ServerConfig::default()
+    })
+    .await;
+    let mut reader = server.client().await;
+    let mut writer = server.client().await;
+    for i in 0..1000 {
+        writer.put("tick", &i.to_string()).await.unwrap();
+    }
+    writer.get("sync").await.unwrap();
+    for i in 0..1000 {
+        assert_eq!(reader.get("tick").await.unwrap(), Some(i.to_string()));
+    }
+    assert_eq!(reader.get("tick").await.unwrap(), None);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_is_exact_with_or_without_the_sweeper() {
+    let clock = Clock::manual();
+    let server = TestServer::start(ServerConfig {
+        clock: clock.clone(),
+        sweep_interval: Duration::from_millis(5),
+        ..ServerConfig::default()
+    })
+    .await;
+    let mut reader = server.client().await;
+    let mut writer = server.client().await;
+    writer.put("t", "old").await.unwrap();
+    writer.get("sync").await.unwrap();
+    clock.advance(Duration::from_millis(599_900));
+    writer.put("t", "young").await.unwrap();
+    writer.put("t", "young 2").await.unwrap();
+    writer.get("sync").await.unwrap();
+    // 599.9 s old: still there.
+    assert_eq!(reader.get("t").await.unwrap().as_deref(), Some("old"));
+    clock.advance(Duration::from_millis(100));
+    // "young" is 0.1 s old, "old" would be 600 s: gone, whether swept yet or not.
+    let mut late_reader_of_old = server.client().await;
+    assert_eq!(late_reader_of_old.get("t").await.unwrap(), None);
+    assert_eq!(reader.get("t").await.unwrap().as_deref(), Some("young"));
+    clock.advance(Duration::from_secs(600));
+    assert_eq!(reader.get("t").await.unwrap(), None, "young 2 expired");
+    server.wait_metric("dsmq_expired_total", 3);
+    server.wait_metric("dsmq_messages_stored", 0);
+    server.wait_metric("dsmq_bytes_stored", 0);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_evict_the_oldest_and_count_it() {
+    let server = TestServer::start(ServerConfig {
+        max_messages_per_topic: 3,
+        max_stored_bytes: 20,
+        ..ServerConfig::default()
+    })
+    .await;
+    let mut reader = server.client().await;
+    let mut writer = server.client().await;
+    for i in 1..=5 {
+        writer.put("a", &format!("a{i}")).await.unwrap();
+    }
+    writer.get("sync").await.unwrap();
+    for want in ["a3", "a4", "a5"] {
+        assert_eq!(reader.get("a").await.unwrap().as_deref(), Some(want));
+    }
+    assert_eq!(server.metric("dsmq_evicted_total"), 2);
+    // 6 bytes stored; three 7-byte messages exceed 20 bytes: the oldest overall go.
+    for m in ["bbbbbbb", "ccccccc", "ddddddd"] {
+        writer.put("b", m).await.unwrap();
+    }
+    writer.get("sync").await.unwrap();
+    assert_eq!(reader.get("a").await.unwrap(), None);
+    assert_eq!(reader.get("b").await.unwrap().as_deref(), Some("ccccccc"));
+    assert_eq!(reader.get("b").await.unwrap().as_deref(), Some("ddddddd"));
+    assert_eq!(server.metric("dsmq_bytes_stored"), 14);
+    assert_eq!(server.metric("dsmq_messages_stored"), 2);
+    assert_eq!(server.metric("dsmq_evicted_total"), 6);
+    server.stop().await;
+}
+
+/// Every row of §2.3: the close code and reason, the error counted, the server still up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_close_with_a_code_and_reason_and_the_server_stays_up() {
+    let server = TestServer::start(ServerConfig {
+        max_message_bytes: 1000,
+        allow_shutdown: ShutdownPolicy::Never,
+        ..ServerConfig::default()
+    })
+    .await;
+    let huge = format!(
+        r#"{{"action": "put", "topic": "t", "message": "{}"}}"#,
+        "x".repeat(2000)
+    );
+    let cases: [(&str, u16, &str); 8] = [
+        ("{not json", 1007, "invalid JSON:"),
+        ("[1]", 1007, "invalid JSON: expected an object"),
+        (
+            r#"{"action": "get"}"#,
+            1007,
+            "invalid request: missing `topic`",
+        ),
+        (
+            r#"{"action": "put", "topic": "t", "message": 5}"#,
+            1007,
+            "invalid request: `message` must be a string",
+        ),
+        (
+            r#"{"action": "peek", "topic": "t"}"#,
+            1003,
+            r#"unknown action "peek"; expected put, get, get_latest or shutdown"#,
+        ),
+        (&huge, 1009, "message too big"),
+        (
+            r#"{"action": "shutdown", "topic": ""}"#,
+            1008,
+            "shutdown not allowed",
+        ),
+        ("", 1007, "invalid JSON:"),
+    ];
+    for (i, (frame, code, reason)) in cases.iter().enumerate() {
+        let mut ws = server.raw().await;
+        send(&mut ws, frame).await;
+        let (got_code, got_reason) = recv_close(&mut ws).await;
+        assert_eq!(got_code, *code, "{frame:.60}: {got_reason}");
+        assert!(
+            got_reason.starts_with(reason),
+            "{frame:.60}: reason {got_reason:?}"
+        );
+        assert_eq!(server.metric("dsmq_protocol_errors_total"), i as u64 + 1);
+        // The server is still up and serving.
+        let mut c = server.client().await;
+        c.put("alive", "yes").await.unwrap();
+        assert_eq!(c.get("alive").await.unwrap().as_deref(), Some("yes"));
+    }
+    // The client surfaces the close as an error, on that call and later ones.
+    let mut c = server.client().await;
+    let err = c.shutdown_server().await.unwrap_err();
+    assert!(
+        matches!(&err, dsmq::Error::Closed { code: 1008, reason } if reason.starts_with("shutdown not allowed")),
+        "{err}"
+    );
+    let again = c.get("t").await.unwrap_err();
+    assert!(
+        matches!(again, dsmq::Error::Closed { code: 1008, .. }),
+        "{again}"
+    );
+    // A binary frame carrying JSON is a request like any other.
+    let mut ws = server.raw().await;
+    use futures_util::SinkExt;
+    ws.send(tokio_tungstenite::tungstenite::Message::Binary(
+        br#"{"action":"get","topic":"t"}"#.to_vec().into(),
+    ))
+    .await
+    .unwrap();
+    assert_eq!(recv_text(&mut ws).await, EMPTY);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_metrics_and_plain_http_elsewhere() {
+    let server = TestServer::start(ServerConfig::default()).await;
+    let port = server.port;
+    let (status, body) = tokio::task::spawn_blocking(move || http_get(port, "/healthz"))
+        .await
+        .unwrap();
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    let (status, body) = tokio::task::spawn_blocking(move || http_get(port, "/anything"))
+        .await
+        .unwrap();
+    assert_eq!(status, 426);
+    assert!(body.contains("WebSocket"), "{body}");
+    let mut reader = server.client().await;
+    let mut writer = server.client().await;
+    writer.put("t", "héllo").await.unwrap();
+    assert_eq!(
+        reader
+            .get_wait("t", Duration::from_secs(20))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("héllo")
+    );
+    assert_eq!(reader.get("t").await.unwrap(), None);
+    let (status, body) = tokio::task::spawn_blocking(move || http_get(port, "/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    for line in [
+        "# TYPE dsmq_connections gauge",
+        "dsmq_connections 2",
+        "dsmq_puts_total 1",
+        "dsmq_gets_total{result=\"hit\"} 1",
+        "dsmq_messages_stored 1",
+        "dsmq_bytes_stored 6",
+        "dsmq_expired_total 0",
+        "dsmq_evicted_total 0",
+        "dsmq_protocol_errors_total 0",
+    ] {
+        assert!(
+            body.lines().any(|l| l == line),
+            "{line:?} missing in\n{body}"
+        );
+    }
+    // A WebSocket on /metrics is a connection like any other.
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap();
+    send(&mut ws, GET_GREETINGS).await;
+    assert_eq!(recv_text(&mut ws).await, EMPTY);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_closes_clients_with_1001_and_refuses_new_ones() {
+    let server = TestServer::start(ServerConfig::default()).await;
+    let mut a = server.raw().await;
+    let mut client = server.client().await;
+    let handle = server.handle.clone();
+    let port = server.port;
+    handle.shutdown();
+    assert_eq!(
+        recv_close(&mut a).await,
+        (1001, "server shutting down".into())
+    );
+    let err = client.get("t").await.unwrap_err();
+    assert!(
+        matches!(err, dsmq::Error::Closed { code: 1001, .. }),
+        "{err}"
+    );
+    server.stop().await;
+    handle.stopped().await;
+    assert!(dsmq::Client::connect("127.0.0.1", port).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limit_are_refused_with_503() {
+    let server = TestServer::start(ServerConfig {
+        max_connections: 2,
+        ..ServerConfig::default()
+    })
+    .await;
+    let mut first = server.client().await;
+    let _second = server.client().await;
+    let err = dsmq::Client::connect("127.0.0.1", server.port)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("503"), "{err}");
+    assert_eq!(server.metric("dsmq_refused_connections_total"), 1);
+    first.put("t", "x").await.unwrap();
+    first.close().await.unwrap();
+    server.wait_metric("dsmq_connections", 1);
+    let mut third = server.client().await;
+    assert_eq!(third.get("t").await.unwrap(), None);
+    server.stop().await;
+}
+
+#[test]
+fn the_blocking_client_needs_no_runtime() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(TestServer::start(ServerConfig::default()));
+    let mut reader = dsmq::blocking::Client::connect("127.0.0.1", server.port).unwrap();
+    let mut writer = dsmq::blocking::Client::connect("localhost", server.port).unwrap();
+    assert_eq!(reader.get("t").unwrap(), None);
+    writer.put("t", "one").unwrap();
+    writer.put("t", "two").unwrap();
+    writer.put("t", "three").unwrap();
+    assert_eq!(
+        reader
+            .get_wait("t", Duration::from_secs(20))
+            .unwrap()
+            .as_deref(),
+        Some("one")
+    );
+    assert_eq!(reader.get_latest("t").unwrap().as_deref(), Some("three"));
+    assert_eq!(reader.get_raw("t").unwrap(), "");
+    writer.shutdown_server().unwrap();
+    let err = writer.get("t").unwrap_err();
+    assert!(
+        matches!(err, dsmq::Error::Closed { code: 1000, .. }),
+        "{err}"
+    );
+    let err = reader.get("t").unwrap_err();
+    assert!(
+        matches!(err, dsmq::Error::Closed { code: 1001, .. }),
+        "{err}"
+    );
+    rt.block_on(server.stop());
+}

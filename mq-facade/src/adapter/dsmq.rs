@@ -1,0 +1,335 @@
+//! `dsmq://HOST:PORT/TOPIC?encoding=text|base64`: a topic of a dsmq server (this
+//! workspace's or Python's).
+//!
+//! Mapping: a handle is one WebSocket connection bound to one topic. Delivery is broadcast:
+//! every consumer receives every message sent after it was opened (the original's
+//! one-to-many model). `send` is the unacknowledged `put` ([`Durability::Buffered`]);
+//! `flush(Written)` makes a round trip, after which the server holds everything sent before
+//! it. `try_recv` is one `get` (`Ok(None)` for the protocol's `""`); `recv_timeout` asks
+//! again with a short backoff until its deadline. A receive consumes: `ack` does nothing,
+//! `nack` is unsupported.
+//!
+//! Payloads: dsmq messages are text, and `""` means "nothing". With `encoding=text` (the
+//! default, for sharing topics with Python programs) a payload must be non-empty UTF-8, or
+//! the send is `Unsupported`. With `encoding=base64` any bytes go: each message is the
+//! standard base64 of the payload, and the empty payload is sent as `=`.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
+use crate::open::{Params, invalid};
+use crate::{
+    Capabilities, Consumer, Delivery, Durability, Error, Meta, Producer, Receipt, Result,
+    SendOptions, Tag, Wait,
+};
+
+const BACKEND: &str = "dsmq";
+
+/// How payload bytes become message text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Encoding {
+    Text,
+    Base64,
+}
+
+/// What a `dsmq://` URL asks for.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    host: String,
+    port: u16,
+    topic: String,
+    encoding: Encoding,
+}
+
+impl Target {
+    fn name(&self) -> String {
+        format!("dsmq://{}:{}/{}", self.host, self.port, self.topic)
+    }
+}
+
+/// Parses `dsmq://HOST[:PORT]/TOPIC?encoding=text|base64` (port 30008 by default).
+pub(crate) fn parse(raw: &str, url: &url::Url) -> Result<Target> {
+    let mut params = Params::new(raw, url)?;
+    let host = url.host_str().unwrap_or_default();
+    if host.is_empty() {
+        return Err(invalid(
+            raw,
+            "missing host: expected dsmq://HOST:PORT/TOPIC",
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(raw, "dsmq has no users or passwords"));
+    }
+    if url.fragment().is_some() {
+        return Err(invalid(raw, "unexpected fragment `#...`"));
+    }
+    let Some(topic) = url.path().strip_prefix('/') else {
+        return Err(invalid(
+            raw,
+            "missing topic: expected dsmq://HOST:PORT/TOPIC (dsmq://HOST:PORT/ is the empty topic)",
+        ));
+    };
+    let topic = percent_encoding::percent_decode_str(topic)
+        .decode_utf8()
+        .map_err(|_| invalid(raw, "the topic is not valid UTF-8 once percent-decoded"))?
+        .into_owned();
+    let encoding = params.choose(
+        "encoding",
+        &[("text", Encoding::Text), ("base64", Encoding::Base64)],
+    )?;
+    params.finish()?;
+    Ok(Target {
+        host: host.to_owned(),
+        port: url.port().unwrap_or(dsmq::client::DEFAULT_PORT),
+        topic,
+        encoding,
+    })
+}
+
+/// Maps the crate's errors onto the facade's.
+fn map_error(target: &Target, e: dsmq::Error) -> Error {
+    match e {
+        dsmq::Error::Closed { code, reason } => Error::Closed {
+            queue: target.name(),
+            reason: format!("code {code}: {reason}").into(),
+        },
+        dsmq::Error::Timeout(after) => Error::Timeout {
+            what: format!("the server of {} ({after:?})", target.name()).into(),
+        },
+        dsmq::Error::Frame(e) => Error::Corrupt {
+            location: format!("a reply from {}", target.name()),
+            detail: e.to_string(),
+        },
+        dsmq::Error::Protocol(detail) => Error::Corrupt {
+            location: format!("a reply from {}", target.name()),
+            detail,
+        },
+        other => Error::backend(BACKEND, other),
+    }
+}
+
+fn capabilities() -> Capabilities {
+    let mut caps = Capabilities::minimal(BACKEND);
+    caps.delivery = Delivery::Broadcast;
+    caps.durability = Durability::Written;
+    caps.cross_process = true;
+    caps
+}
+
+fn connect(target: &Target) -> Result<dsmq::blocking::Client> {
+    dsmq::blocking::Client::connect(&target.host, target.port).map_err(|e| map_error(target, e))
+}
+
+/// Opens a producer: a connection that puts into the topic.
+pub(crate) fn producer(target: &Target) -> Result<Box<dyn Producer>> {
+    Ok(Box::new(DsmqProducer {
+        client: connect(target)?,
+        target: target.clone(),
+    }))
+}
+
+/// Opens a consumer: a connection whose reads start with what is sent from now on.
+pub(crate) fn consumer(target: &Target) -> Result<Box<dyn Consumer>> {
+    Ok(Box::new(DsmqConsumer {
+        client: connect(target)?,
+        target: target.clone(),
+        delivered: 0,
+    }))
+}
+
+#[derive(Debug)]
+struct DsmqProducer {
+    client: dsmq::blocking::Client,
+    target: Target,
+}
+
+impl DsmqProducer {
+    fn encode(&self, payload: &[u8]) -> Result<String> {
+        match self.target.encoding {
+            Encoding::Base64 if payload.is_empty() => Ok("=".to_owned()),
+            Encoding::Base64 => Ok(STANDARD.encode(payload)),
+            Encoding::Text if payload.is_empty() => Err(Error::unsupported(
+                BACKEND,
+                "the empty message (the protocol cannot tell it from no message; use encoding=base64)",
+            )),
+            Encoding::Text => match std::str::from_utf8(payload) {
+                Ok(text) => Ok(text.to_owned()),
+                Err(e) => Err(Error::unsupported(
+                    BACKEND,
+                    format!(
+                        "a payload that is not UTF-8 (invalid byte at offset {}; use encoding=base64)",
+                        e.valid_up_to()
+                    ),
+                )),
+            },
+        }
+    }
+}
+
+impl Producer for DsmqProducer {
+    fn send_with(&mut self, payload: &[u8], options: &SendOptions, _wait: Wait) -> Result<Receipt> {
+        options.check(&capabilities(), BACKEND)?;
+        let text = self.encode(payload)?;
+        self.client
+            .put(&self.target.topic, &text)
+            .map_err(|e| map_error(&self.target, e))?;
+        Ok(Receipt::new(None, Durability::Buffered))
+    }
+
+    fn flush(&mut self, level: Durability) -> Result<()> {
+        capabilities().check_flush(level)?;
+        if level >= Durability::Written {
+            // The server handles a connection's frames in order: once a reply to a `get`
+            // arrives, every earlier put of this connection is stored. The topic is one no
+            // one writes to, so the reply is small.
+            self.client
+                .get_raw("\u{0}dsmq-facade-flush")
+                .map_err(|e| map_error(&self.target, e))?;
+        }
+        Ok(())
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        capabilities()
+    }
+}
+
+#[derive(Debug)]
+struct DsmqConsumer {
+    client: dsmq::blocking::Client,
+    target: Target,
+    delivered: u64,
+}
+
+impl DsmqConsumer {
+    fn decode(&self, text: String, buf: &mut Vec<u8>) -> Result<()> {
+        match self.target.encoding {
+            Encoding::Text => buf.extend_from_slice(text.as_bytes()),
+            Encoding::Base64 if text == "=" => {}
+            Encoding::Base64 => {
+                STANDARD
+                    .decode_vec(text.as_bytes(), buf)
+                    .map_err(|e| Error::Corrupt {
+                        location: format!(
+                            "message {} of {}",
+                            self.delivered + 1,
+                            self.target.name()
+                        ),
+                        detail: format!("not base64 (the URL says encoding=base64): {e}"),
+                    })?
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Consumer for DsmqConsumer {
+    fn recv_into(&mut self, buf: &mut Vec<u8>, wait: Wait) -> Result<Option<Meta>> {
+        buf.clear();
+        let deadline = wait.deadline();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let got = self
+                .client
+                .get(&self.target.topic)
+                .map_err(|e| map_error(&self.target, e))?;
+            if let Some(text) = got {
+                self.decode(text, buf)?;
+                self.delivered += 1;
+                return Ok(Some(Meta::new(Tag::from_raw(self.delivered))));
+            }
+            let left = match deadline {
+                Some(at) => at.saturating_duration_since(Instant::now()),
+                None => pause,
+            };
+            if left.is_zero() {
+                return Ok(None);
+            }
+            std::thread::sleep(pause.min(left));
+            pause = (pause * 2).min(Duration::from_millis(16));
+        }
+    }
+
+    fn ack(&mut self, _tag: Tag) -> Result<()> {
+        // A receive already consumed the message (for this connection).
+        Ok(())
+    }
+
+    fn nack(&mut self, _tag: Tag, _requeue: bool) -> Result<()> {
+        Err(Error::unsupported(
+            BACKEND,
+            "nack (a receive consumes; dsmq has no acknowledgements)",
+        ))
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        capabilities()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Error, Wait};
+
+    /// A server on a free loopback port, on a runtime of its own.
+    fn server() -> (tokio::runtime::Runtime, dsmq::ServerHandle, u16) {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        let server = rt
+            .block_on(dsmq::Server::bind(
+                "127.0.0.1:0",
+                dsmq::ServerConfig::default(),
+            ))
+            .unwrap();
+        let port = server.local_addr().port();
+        let handle = server.handle();
+        rt.spawn(server.run());
+        (rt, handle, port)
+    }
+
+    #[test]
+    fn text_encoding_is_the_wire_text_and_refuses_what_it_cannot_carry() {
+        let (_rt, handle, port) = server();
+        let url = format!("dsmq://127.0.0.1:{port}/caf%C3%A9");
+        let mut rx = crate::open_consumer(&url).unwrap();
+        let mut tx = crate::open_producer(&url).unwrap();
+        for (payload, why) in [(&b""[..], "the empty message"), (b"\xff", "not UTF-8")] {
+            match tx.send(payload) {
+                Err(Error::Unsupported { what, .. }) => assert!(what.contains(why), "{what}"),
+                other => panic!("{payload:?}: {other:?}"),
+            }
+        }
+        tx.send("héllo".as_bytes()).unwrap();
+        tx.flush(crate::Durability::Written).unwrap();
+        // A plain dsmq client on the decoded topic sees the text as sent.
+        let mut plain = dsmq::blocking::Client::connect("127.0.0.1", port).unwrap();
+        tx.send(b"second").unwrap();
+        tx.flush(crate::Durability::Written).unwrap();
+        assert_eq!(rx.recv().unwrap().payload, "héllo".as_bytes());
+        assert_eq!(plain.get("café").unwrap().as_deref(), Some("second"));
+        assert_eq!(
+            rx.recv_with(Wait::NoWait).unwrap().unwrap().payload,
+            b"second"
+        );
+        // A message that is not base64 on a base64 handle is a clear Corrupt error.
+        let mut b64 = crate::open_consumer(&format!("{url}?encoding=base64")).unwrap();
+        plain.put("café", "not base64!").unwrap();
+        match b64.recv_timeout(std::time::Duration::from_secs(20)) {
+            Err(Error::Corrupt { location, detail }) => {
+                assert!(
+                    location.contains("message 1 of dsmq://127.0.0.1"),
+                    "{location}"
+                );
+                assert!(detail.contains("not base64"), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // The server going away is Closed.
+        handle.shutdown();
+        match rx.recv_timeout(std::time::Duration::from_secs(20)) {
+            Err(Error::Closed { reason, .. }) => assert!(reason.contains("1001"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
