@@ -47,6 +47,7 @@
 //! atomic words, so racing copies are defined behaviour.
 
 #![deny(unsafe_code)]
+#![cfg_attr(loom, allow(dead_code))]
 
 #[cfg(not(loom))]
 mod error;
@@ -68,5 +69,7 @@ pub use error::{Error, Result};
 #[cfg(not(loom))]
 pub use queue::{Format, Key, Options, Queue, SegmentInfo, Shift, find_free_key, gc, list, remove};
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests;
+#[cfg(all(test, loom))]
+mod loom_tests;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::format::{LayoutN, MAGIC_N, n};
 use crate::hooks;
-use crate::mem::Mem;
+use crate::mem::{Mem, fence};
 use crate::wait::{Backoff, Stall, Tuning, expired, now, park_timeout, relax};
 
 /// How an enqueue behaves when the queue is full.
@@ -180,6 +180,8 @@ impl<M: Mem> RingN<M> {
         };
         hooks::hit("n_tail_claimed");
         self.write(t, msg)?;
+        // Dekker with `park`: publish, full fence, then look for sleepers.
+        fence(SeqCst);
         if m.u32(n::CONSUMERS_WAITING).load(SeqCst) > 0 {
             m.u32(n::DATA_SEQ).fetch_add(1, SeqCst);
             m.futex_wake(n::DATA_SEQ);
@@ -262,6 +264,7 @@ impl<M: Mem> RingN<M> {
             return false;
         }
         m.u64(n::ABANDONED).fetch_add(1, Relaxed);
+        fence(SeqCst);
         for (word, count) in [
             (n::DATA_SEQ, n::CONSUMERS_WAITING),
             (n::SPACE_SEQ, n::PRODUCERS_WAITING),
@@ -343,6 +346,7 @@ impl<M: Mem> RingN<M> {
 
     fn notify_space(&self) {
         let m = &self.mem;
+        fence(SeqCst);
         if m.u32(n::PRODUCERS_WAITING).load(SeqCst) > 0 {
             m.u32(n::SPACE_SEQ).fetch_add(1, SeqCst);
             m.futex_wake(n::SPACE_SEQ);
@@ -368,6 +372,7 @@ impl<M: Mem> RingN<M> {
         }
         let m = &self.mem;
         m.u32(count).fetch_add(1, SeqCst);
+        fence(SeqCst);
         let v = m.u32(word).load(SeqCst);
         if !ready() {
             m.futex_wait(word, v, park_timeout(deadline, self.tuning.stall_timeout));
