@@ -13,6 +13,8 @@ fn main() -> ExitCode {
     let mut backends: Vec<Arc<dyn Harness>> = vec![Arc::new(MemHarness::default())];
     #[cfg(feature = "duraqueue")]
     backends.push(Arc::new(duraqueue_harness::DuraHarness));
+    #[cfg(feature = "shmq")]
+    backends.push(Arc::new(shmq_harness::ShmqHarness));
     conformance::main(backends)
 }
 
@@ -20,3 +22,6 @@ fn main() -> ExitCode {
 #[cfg(feature = "duraqueue")]
 #[path = "conformance/duraqueue.rs"]
 mod duraqueue_harness;
+#[cfg(feature = "shmq")]
+#[path = "conformance/shmq.rs"]
+mod shmq_harness;

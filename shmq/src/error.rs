@@ -69,7 +69,9 @@ pub enum Error {
     },
     /// This producer's position was declared abandoned by a peer (it stalled for longer than
     /// the stall timeout); the message was not enqueued.
-    #[error("enqueue revoked in the queue at key {0}: this producer stalled past the stall timeout")]
+    #[error(
+        "enqueue revoked in the queue at key {0}: this producer stalled past the stall timeout"
+    )]
     Revoked(Key),
     /// `find_free_key` found no free key within its bound.
     #[error("no free System V key found after {0} random probes")]

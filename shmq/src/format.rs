@@ -113,7 +113,8 @@ impl LayoutG {
         }
         Ok(LayoutG {
             capacity,
-            msg_bytes: u32::try_from(msg_bytes).map_err(|_| SizeError::Overflow("msg_bytes".into()))?,
+            msg_bytes: u32::try_from(msg_bytes)
+                .map_err(|_| SizeError::Overflow("msg_bytes".into()))?,
         })
     }
 
@@ -163,9 +164,8 @@ impl LayoutN {
             return Err(SizeError::Zero("capacity must be at least 1"));
         }
         let stride = (16 + 8 * u64::from(words)).div_ceil(64) * 64;
-        let stride = u32::try_from(stride).map_err(|_| {
-            SizeError::Overflow(format!("{words} words make a slot above 4 GiB"))
-        })?;
+        let stride = u32::try_from(stride)
+            .map_err(|_| SizeError::Overflow(format!("{words} words make a slot above 4 GiB")))?;
         let layout = LayoutN {
             words,
             capacity,
@@ -342,9 +342,8 @@ fn decode_g(b: &[u8], segment_len: u64) -> Result<HeaderG, DecodeError> {
             format!("{msg_bytes} is not a positive multiple of 8"),
         ));
     }
-    let layout = LayoutG::new(msg_bytes / 8, capacity).map_err(|e| {
-        corrupt("capacity", g::CAPACITY, format!("{e:?}"))
-    })?;
+    let layout = LayoutG::new(msg_bytes / 8, capacity)
+        .map_err(|e| corrupt("capacity", g::CAPACITY, format!("{e:?}")))?;
     if layout.size() > segment_len {
         return Err(corrupt(
             "capacity",
@@ -358,10 +357,18 @@ fn decode_g(b: &[u8], segment_len: u64) -> Result<HeaderG, DecodeError> {
     let start = get32(b, g::START);
     let len = get32(b, g::LEN);
     if start >= capacity {
-        return Err(corrupt("start", g::START, format!("{start} ≥ capacity {capacity}")));
+        return Err(corrupt(
+            "start",
+            g::START,
+            format!("{start} ≥ capacity {capacity}"),
+        ));
     }
     if len > capacity {
-        return Err(corrupt("len", g::LEN, format!("{len} > capacity {capacity}")));
+        return Err(corrupt(
+            "len",
+            g::LEN,
+            format!("{len} > capacity {capacity}"),
+        ));
     }
     Ok(HeaderG {
         layout,
@@ -389,7 +396,11 @@ fn decode_n(b: &[u8], segment_len: u64) -> Result<HeaderN, DecodeError> {
         0 => return Err(DecodeError::NotReady),
         n::STATE_READY => {}
         other => {
-            return Err(corrupt("state", n::STATE, format!("{other} is neither 0 nor 1")));
+            return Err(corrupt(
+                "state",
+                n::STATE,
+                format!("{other} is neither 0 nor 1"),
+            ));
         }
     }
     let words = get32(b, n::WORDS);
@@ -423,7 +434,11 @@ fn decode_n(b: &[u8], segment_len: u64) -> Result<HeaderN, DecodeError> {
     let tail = get64(b, n::TAIL);
     let head = get64(b, n::HEAD);
     if head < u64::from(capacity) {
-        return Err(corrupt("head", n::HEAD, format!("{head} < capacity {capacity}")));
+        return Err(corrupt(
+            "head",
+            n::HEAD,
+            format!("{head} < capacity {capacity}"),
+        ));
     }
     if tail < head || tail - head > u64::from(capacity) {
         return Err(corrupt(
@@ -433,7 +448,11 @@ fn decode_n(b: &[u8], segment_len: u64) -> Result<HeaderN, DecodeError> {
         ));
     }
     if tail >= 1 << 61 {
-        return Err(corrupt("tail", n::TAIL, format!("{tail} is beyond any reachable position")));
+        return Err(corrupt(
+            "tail",
+            n::TAIL,
+            format!("{tail} is beyond any reachable position"),
+        ));
     }
     Ok(HeaderN {
         layout,
@@ -505,8 +524,14 @@ mod tests {
         assert!(matches!(LayoutG::new(0, 1), Err(SizeError::Zero(_))));
         assert!(matches!(LayoutG::new(1, 0), Err(SizeError::Zero(_))));
         // The Go library computes (msg + 8) × capacity in u32: this would wrap to 32 bytes.
-        assert!(matches!(LayoutG::new(1, 1 << 28), Err(SizeError::Overflow(_))));
-        assert!(matches!(LayoutN::new(u32::MAX, u32::MAX), Ok(_) | Err(SizeError::Overflow(_))));
+        assert!(matches!(
+            LayoutG::new(1, 1 << 28),
+            Err(SizeError::Overflow(_))
+        ));
+        assert!(matches!(
+            LayoutN::new(u32::MAX, u32::MAX),
+            Ok(_) | Err(SizeError::Overflow(_))
+        ));
         assert!(matches!(LayoutN::new(1, 0), Err(SizeError::Zero(_))));
     }
 
@@ -520,28 +545,55 @@ mod tests {
         assert!(matches!(decode(&[0u8; 32], 64), Err(DecodeError::NotReady)));
         let mut h = good;
         put32(&mut h, g::START, 2);
-        assert!(matches!(decode(&h, 64), Err(DecodeError::Corrupt { field: "start", .. })));
+        assert!(matches!(
+            decode(&h, 64),
+            Err(DecodeError::Corrupt { field: "start", .. })
+        ));
         let mut h = good;
         put32(&mut h, g::LEN, 3);
-        assert!(matches!(decode(&h, 64), Err(DecodeError::Corrupt { field: "len", .. })));
+        assert!(matches!(
+            decode(&h, 64),
+            Err(DecodeError::Corrupt { field: "len", .. })
+        ));
         let mut h = good;
         put32(&mut h, g::MSG_BYTES, 12);
-        assert!(matches!(decode(&h, 64), Err(DecodeError::Corrupt { field: "msg_bytes", .. })));
+        assert!(matches!(
+            decode(&h, 64),
+            Err(DecodeError::Corrupt {
+                field: "msg_bytes",
+                ..
+            })
+        ));
         assert!(matches!(
             decode(&good, 40),
-            Err(DecodeError::Corrupt { field: "capacity", .. })
+            Err(DecodeError::Corrupt {
+                field: "capacity",
+                ..
+            })
         ));
         let ln = LayoutN::new(1, 2).unwrap();
         let mut h = ln.encode_header(1);
         put32(&mut h, n::STATE, 1);
         put32(&mut h, n::VERSION, 2);
-        assert!(matches!(decode(&h, ln.size()), Err(DecodeError::Unsupported(_))));
+        assert!(matches!(
+            decode(&h, ln.size()),
+            Err(DecodeError::Unsupported(_))
+        ));
         put32(&mut h, n::VERSION, 1);
         put64(&mut h, n::TAIL, 5);
-        assert!(matches!(decode(&h, ln.size()), Err(DecodeError::Corrupt { field: "tail", .. })));
+        assert!(matches!(
+            decode(&h, ln.size()),
+            Err(DecodeError::Corrupt { field: "tail", .. })
+        ));
         put64(&mut h, n::TAIL, 2);
         put32(&mut h, n::STRIDE, 8);
-        assert!(matches!(decode(&h, ln.size()), Err(DecodeError::Corrupt { field: "stride", .. })));
+        assert!(matches!(
+            decode(&h, ln.size()),
+            Err(DecodeError::Corrupt {
+                field: "stride",
+                ..
+            })
+        ));
     }
 
     proptest::proptest! {

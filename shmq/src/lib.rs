@@ -69,7 +69,7 @@ pub use error::{Error, Result};
 #[cfg(not(loom))]
 pub use queue::{Format, Key, Options, Queue, SegmentInfo, Shift, find_free_key, gc, list, remove};
 
-#[cfg(all(test, not(loom)))]
-mod tests;
 #[cfg(all(test, loom))]
 mod loom_tests;
+#[cfg(all(test, not(loom)))]
+mod tests;

@@ -53,12 +53,26 @@ fn check(delivered: &mut Vec<u64>, sent: &[u64], dropped: u64) {
     let mut seen = delivered.clone();
     seen.sort_unstable();
     seen.dedup();
-    assert_eq!(seen.len(), delivered.len(), "duplicate delivery: {delivered:?}");
+    assert_eq!(
+        seen.len(),
+        delivered.len(),
+        "duplicate delivery: {delivered:?}"
+    );
     for producer in [1u64, 2] {
-        let mine: Vec<u64> = delivered.iter().copied().filter(|t| t >> 8 == producer).collect();
-        assert!(mine.windows(2).all(|w| w[0] < w[1]), "producer order: {delivered:?}");
+        let mine: Vec<u64> = delivered
+            .iter()
+            .copied()
+            .filter(|t| t >> 8 == producer)
+            .collect();
+        assert!(
+            mine.windows(2).all(|w| w[0] < w[1]),
+            "producer order: {delivered:?}"
+        );
     }
-    assert!(delivered.iter().all(|t| sent.contains(t)), "phantom message");
+    assert!(
+        delivered.iter().all(|t| sent.contains(t)),
+        "phantom message"
+    );
     assert_eq!(
         delivered.len() as u64 + dropped,
         sent.len() as u64,
@@ -132,7 +146,8 @@ fn native_block_park_wakes() {
         let r1 = Arc::clone(&ring);
         let p = thread::spawn(move || {
             for i in 0..2 {
-                r1.enqueue(&msg((1 << 8) | i), EnqMode::Block(None)).unwrap();
+                r1.enqueue(&msg((1 << 8) | i), EnqMode::Block(None))
+                    .unwrap();
             }
         });
         let mut buf = [0u8; 16];
@@ -193,7 +208,8 @@ fn go_locks_block_both_sides() {
         let r1 = Arc::clone(&ring);
         let p = thread::spawn(move || {
             for i in 0..2 {
-                r1.enqueue(&msg((1 << 8) | i), EnqMode::Block(None)).unwrap();
+                r1.enqueue(&msg((1 << 8) | i), EnqMode::Block(None))
+                    .unwrap();
             }
         });
         let mut buf = [0u8; 16];

@@ -45,7 +45,9 @@ impl std::str::FromStr for Key {
     fn from_str(s: &str) -> Result<Key> {
         let bad = || Error::InvalidArgument("a key is a decimal or 0x-hexadecimal 32-bit number");
         let key = if let Some(hex) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-            u32::from_str_radix(hex, 16).map(|k| k as i32).map_err(|_| bad())?
+            u32::from_str_radix(hex, 16)
+                .map(|k| k as i32)
+                .map_err(|_| bad())?
         } else if let Ok(k) = s.parse::<i32>() {
             k
         } else {
@@ -144,11 +146,7 @@ fn os(op: &'static str, key: Key, e: io::Error) -> Error {
         Some(libc::ENOENT) | Some(libc::EIDRM) => Error::NotFound(key),
         Some(libc::EEXIST) => Error::AlreadyExists(key),
         Some(libc::EACCES) | Some(libc::EPERM) => Error::PermissionDenied(key),
-        _ => Error::Os {
-            op,
-            key,
-            source: e,
-        },
+        _ => Error::Os { op, key, source: e },
     }
 }
 
@@ -246,7 +244,11 @@ impl Queue {
             let mut bytes = [0u8; format::n::HEADER];
             let n = bytes.len().min(seg.len()) / 8;
             for (i, chunk) in bytes.chunks_exact_mut(8).take(n).enumerate() {
-                chunk.copy_from_slice(&seg.u64(8 * i).load(std::sync::atomic::Ordering::Acquire).to_le_bytes());
+                chunk.copy_from_slice(
+                    &seg.u64(8 * i)
+                        .load(std::sync::atomic::Ordering::Acquire)
+                        .to_le_bytes(),
+                );
             }
             match format::decode(&bytes[..n * 8], seg.len() as u64) {
                 Ok(h) => break h,
@@ -564,7 +566,10 @@ fn inspect(key: Key, id: i32) -> Option<SegmentInfo> {
     if seg.len() < 8 {
         return None;
     }
-    let magic = seg.u64(0).load(std::sync::atomic::Ordering::Acquire).to_le_bytes();
+    let magic = seg
+        .u64(0)
+        .load(std::sync::atomic::Ordering::Acquire)
+        .to_le_bytes();
     let stat = sys::stat(id).ok()?;
     let (format, creator_pid) = if magic == format::MAGIC_N && seg.len() >= format::n::HEADER {
         (

@@ -88,7 +88,10 @@ impl<M: Mem> RingG<M> {
                 }
                 stuck = Some(v);
                 if let LockWait::Stall = wait {
-                    return Err(RingError::LockStuck { offset: off, word: v });
+                    return Err(RingError::LockStuck {
+                        offset: off,
+                        word: v,
+                    });
                 }
             }
             if let LockWait::Until(deadline) = wait
@@ -204,7 +207,9 @@ impl<M: Mem> RingG<M> {
             for (i, chunk) in msg.chunks_exact(8).enumerate() {
                 let mut b = [0u8; 8];
                 b.copy_from_slice(chunk);
-                self.mem.u64(data + 8 * i).store(u64::from_le_bytes(b), Relaxed);
+                self.mem
+                    .u64(data + 8 * i)
+                    .store(u64::from_le_bytes(b), Relaxed);
             }
             self.unlock(g::HDR_LOCK);
             self.unlock(slot);

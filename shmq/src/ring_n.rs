@@ -167,14 +167,21 @@ impl<M: Mem> RingN<M> {
                         }
                     }
                     EnqMode::Block(deadline) => {
-                        self.park(n::SPACE_SEQ, n::PRODUCERS_WAITING, &mut parker, deadline, || {
-                            tail.load(SeqCst).wrapping_sub(head.load(SeqCst)) < cap
-                        })?;
+                        self.park(
+                            n::SPACE_SEQ,
+                            n::PRODUCERS_WAITING,
+                            &mut parker,
+                            deadline,
+                            || tail.load(SeqCst).wrapping_sub(head.load(SeqCst)) < cap,
+                        )?;
                     }
                 }
                 continue;
             }
-            if tail.compare_exchange_weak(t, t + 1, SeqCst, Relaxed).is_ok() {
+            if tail
+                .compare_exchange_weak(t, t + 1, SeqCst, Relaxed)
+                .is_ok()
+            {
                 break t;
             }
         };
@@ -227,14 +234,20 @@ impl<M: Mem> RingN<M> {
         for (i, chunk) in words.by_ref().enumerate() {
             let mut w = [0u8; 8];
             w.copy_from_slice(chunk);
-            m.u64(off + n::SLOT_DATA + 8 * i).store(u64::from_le_bytes(w), Relaxed);
+            m.u64(off + n::SLOT_DATA + 8 * i)
+                .store(u64::from_le_bytes(w), Relaxed);
             if i + 1 == half {
                 hooks::hit("n_mid_copy");
             }
         }
-        seq.compare_exchange((t << 2) | n::ST_WRITING, (t << 2) | n::ST_READY, SeqCst, Relaxed)
-            .map(drop)
-            .map_err(|_| RingError::Revoked)
+        seq.compare_exchange(
+            (t << 2) | n::ST_WRITING,
+            (t << 2) | n::ST_READY,
+            SeqCst,
+            Relaxed,
+        )
+        .map(drop)
+        .map_err(|_| RingError::Revoked)
     }
 
     /// Marks stuck position `need` (or the older one holding its slot) abandoned, if the
@@ -297,9 +310,13 @@ impl<M: Mem> RingN<M> {
                 let Some(deadline) = wait else {
                     return Ok(false);
                 };
-                self.park(n::DATA_SEQ, n::CONSUMERS_WAITING, &mut parker, deadline, || {
-                    tail.load(SeqCst) != h
-                })?;
+                self.park(
+                    n::DATA_SEQ,
+                    n::CONSUMERS_WAITING,
+                    &mut parker,
+                    deadline,
+                    || tail.load(SeqCst) != h,
+                )?;
                 continue;
             }
             let off = self.layout.slot(h);
@@ -336,9 +353,13 @@ impl<M: Mem> RingN<M> {
             match wait {
                 None => backoff.pause(self.tuning.max_backoff),
                 Some(deadline) => {
-                    self.park(n::DATA_SEQ, n::CONSUMERS_WAITING, &mut parker, deadline, || {
-                        seq.load(SeqCst) != v || head.load(SeqCst) != h
-                    })?;
+                    self.park(
+                        n::DATA_SEQ,
+                        n::CONSUMERS_WAITING,
+                        &mut parker,
+                        deadline,
+                        || seq.load(SeqCst) != v || head.load(SeqCst) != h,
+                    )?;
                 }
             }
         }

@@ -66,7 +66,9 @@ impl Heap {
 }
 
 fn msg(words: u32, tag: u64) -> Vec<u8> {
-    (0..words).flat_map(|i| (tag * 1000 + u64::from(i)).to_le_bytes()).collect()
+    (0..words)
+        .flat_map(|i| (tag * 1000 + u64::from(i)).to_le_bytes())
+        .collect()
 }
 
 #[derive(Debug, Clone)]
@@ -211,7 +213,9 @@ fn threads_blocking(native: bool) {
         all.extend(got);
     }
     all.sort_unstable();
-    let want: Vec<u64> = (0..2u64).flat_map(|p| (0..PER).map(move |i| (p << 32) | i)).collect();
+    let want: Vec<u64> = (0..2u64)
+        .flat_map(|p| (0..PER).map(move |i| (p << 32) | i))
+        .collect();
     assert_eq!(all, want);
 }
 

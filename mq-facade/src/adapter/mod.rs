@@ -3,3 +3,5 @@
 
 #[cfg(feature = "duraqueue")]
 pub(crate) mod duraqueue;
+#[cfg(feature = "shmq")]
+pub(crate) mod shmq;
