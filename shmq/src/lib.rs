@@ -66,8 +66,13 @@ mod sys;
 
 #[cfg(not(loom))]
 pub use error::{Error, Result};
+#[cfg(all(not(loom), feature = "test-hooks"))]
+#[doc(hidden)]
+pub use queue::poke;
 #[cfg(not(loom))]
-pub use queue::{Format, Key, Options, Queue, SegmentInfo, Shift, find_free_key, gc, list, remove};
+pub use queue::{
+    Format, Key, Options, Queue, SegmentInfo, Shift, find_free_key, gc, list, remove, snapshot,
+};
 
 #[cfg(all(test, loom))]
 mod loom_tests;

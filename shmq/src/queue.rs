@@ -619,6 +619,44 @@ pub fn remove(key: Key) -> Result<()> {
     sys::remove(id).map_err(|e| os("shmctl(IPC_RMID)", key, e))
 }
 
+/// A copy of the whole segment at `key` (of any content), for diagnostics and layout
+/// comparisons. The copy is taken word by word while others may write: not a consistent
+/// snapshot of a busy queue.
+pub fn snapshot(key: Key) -> Result<Vec<u8>> {
+    key.check()?;
+    let id = sys::shmget(key.0, 0, 0).map_err(|e| os("shmget", key, e))?;
+    let seg = Segment::attach(id).map_err(|e| os("shmat", key, e))?;
+    let mut out = Vec::with_capacity(seg.len());
+    for i in 0..seg.len() / 8 {
+        out.extend_from_slice(
+            &seg.u64(8 * i)
+                .load(std::sync::atomic::Ordering::Acquire)
+                .to_le_bytes(),
+        );
+    }
+    Ok(out)
+}
+
+/// Overwrites bytes of the segment at `key` at `offset` (8-aligned, whole words): for tests
+/// that feed malformed content to `open` (feature `test-hooks`).
+#[cfg(feature = "test-hooks")]
+#[doc(hidden)]
+pub fn poke(key: Key, offset: usize, bytes: &[u8]) -> Result<()> {
+    assert!(
+        offset % 8 == 0 && bytes.len() % 8 == 0,
+        "poke takes whole words"
+    );
+    let id = sys::shmget(key.0, 0, 0).map_err(|e| os("shmget", key, e))?;
+    let seg = Segment::attach(id).map_err(|e| os("shmat", key, e))?;
+    for (i, w) in bytes.chunks_exact(8).enumerate() {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(w);
+        seg.u64(offset + 8 * i)
+            .store(u64::from_le_bytes(b), std::sync::atomic::Ordering::SeqCst);
+    }
+    Ok(())
+}
+
 #[allow(dead_code)]
 fn _assert_send_sync() {
     fn is<T: Send + Sync>() {}
