@@ -14,7 +14,7 @@ const SCHEMES: &[(&str, Option<&str>)] = &[
     ("dmq", Some("dmq")),
     ("ddmq", Some("ddmq")),
     ("dsmq", Some("dsmq")),
-    ("shmq", None),
+    ("shmq", Some("shmq")),
     ("duraqueue", Some("duraqueue")),
     ("amqp", None),
 ];
@@ -26,9 +26,10 @@ const SCHEMES: &[(&str, Option<&str>)] = &[
 /// | `mem://NAME?capacity=N&max_message_size=BYTES&max_priority=P` | [`mem`](crate::mem) (feature `mem`, default) |
 /// | `duraqueue:///PATH?size=8MiB&format=v1\|v2&sync=msync\|fdatasync` | `duraqueue` (feature `duraqueue`) |
 /// | `dmq:///BASE?framing=newlines\|nulls\|frames\|raw&durability=pagecache\|data\|full` | `dmq` (feature `dmq`): files `BASE0`, `BASE1`, `BASEmap` |
-/// | `shmq://`, `amqp://` | not available yet: [`Error::BackendUnavailable`] |
+/// | `amqp://` | not available yet: [`Error::BackendUnavailable`] |
 /// | `ddmq:///ROOT/QUEUE?durability=none\|fsync&order=numeric\|lexicographic` | `ddmq` (feature `ddmq`) |
 /// | `dsmq://HOST:PORT/TOPIC?encoding=text\|base64` | `dsmq` (feature `dsmq`): a topic of a dsmq server, broadcast |
+/// | `shmq://KEY?words=N&slots=N&mode=blocking\|cyclic&format=native\|go` | `shmq` (feature `shmq`) |
 ///
 /// Errors: [`Error::InvalidUrl`] naming the bad part (scheme, name, parameter and value),
 /// [`Error::BackendUnavailable`] when the backend is not compiled in, or the backend's own
@@ -53,6 +54,8 @@ pub fn open_producer(url: &str) -> Result<Box<dyn Producer>> {
         Target::Ddmq(target) => crate::adapter::ddmq::producer(&target),
         #[cfg(feature = "dsmq")]
         Target::Dsmq(target) => crate::adapter::dsmq::producer(&target),
+        #[cfg(feature = "shmq")]
+        Target::Shmq(target) => crate::adapter::shmq::producer(&target),
     }
 }
 
@@ -69,6 +72,8 @@ pub fn open_consumer(url: &str) -> Result<Box<dyn Consumer>> {
         Target::Ddmq(target) => crate::adapter::ddmq::consumer(&target),
         #[cfg(feature = "dsmq")]
         Target::Dsmq(target) => crate::adapter::dsmq::consumer(&target),
+        #[cfg(feature = "shmq")]
+        Target::Shmq(target) => crate::adapter::shmq::consumer(&target),
     }
 }
 
@@ -84,6 +89,8 @@ enum Target {
     Ddmq(crate::adapter::ddmq::Target),
     #[cfg(feature = "dsmq")]
     Dsmq(crate::adapter::dsmq::Target),
+    #[cfg(feature = "shmq")]
+    Shmq(crate::adapter::shmq::Target),
 }
 
 impl Target {
@@ -120,6 +127,8 @@ impl Target {
             "ddmq" => crate::adapter::ddmq::parse(raw, &url).map(Target::Ddmq),
             #[cfg(feature = "dsmq")]
             "dsmq" => crate::adapter::dsmq::parse(raw, &url).map(Target::Dsmq),
+            #[cfg(feature = "shmq")]
+            "shmq" => crate::adapter::shmq::parse(raw, &url).map(Target::Shmq),
             _ => Err(Error::BackendUnavailable {
                 scheme: scheme.to_owned(),
                 hint: match feature {
@@ -139,7 +148,7 @@ pub(crate) fn invalid(url: &str, reason: impl Into<String>) -> Error {
 }
 
 /// The queue name of `scheme://NAME`: a host and nothing else (no path, user or port).
-#[cfg_attr(not(feature = "mem"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "mem", feature = "shmq")), allow(dead_code))]
 pub(crate) fn single_name(raw: &str, url: &Url) -> Result<String> {
     let name = url.host_str().unwrap_or_default();
     // The URL parser drops an empty port (`q:`) and accepts `[::1]`: check the raw text.
@@ -249,6 +258,7 @@ impl<'a> Params<'a> {
         not(any(feature = "duraqueue", feature = "dmq", feature = "ddmq")),
         allow(dead_code)
     )]
+    #[cfg_attr(not(any(feature = "duraqueue", feature = "shmq")), allow(dead_code))]
     pub(crate) fn choose<T: Copy>(&mut self, key: &str, choices: &[(&str, T)]) -> Result<T> {
         let Some(value) = self.pairs.remove(key) else {
             return Ok(choices[0].1);
@@ -525,9 +535,48 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "shmq")]
+    #[test]
+    fn shmq_urls_are_checked_part_by_part() {
+        let reason = |url: &str| match open_producer(url) {
+            Err(Error::InvalidUrl { reason, .. }) => reason,
+            other => panic!("{url}: expected InvalidUrl, got {:?}", other.map(|_| ())),
+        };
+        assert!(reason("shmq://0x0?words=2&slots=1").contains("key `0x0`"));
+        assert!(reason("shmq://orders").contains("key `orders`"));
+        assert!(reason("shmq://0x5151?words=2").contains("go together"));
+        assert!(reason("shmq://0x5151?words=1&slots=4").contains("at least 2"));
+        assert!(reason("shmq://0x5151?words=2&slots=0").contains("at least 1"));
+        assert!(
+            reason("shmq://0x5151?words=2&slots=2&mode=ring")
+                .contains("not one of blocking, cyclic")
+        );
+        assert!(reason("shmq://0x5151?words=2&slots=2&format=c").contains("not one of native, go"));
+        assert!(reason("shmq://0x5151:80").contains("no port"));
+        assert!(reason("shmq://0x5151?colour=red").contains("colour"));
+    }
+
+    #[cfg(feature = "shmq")]
+    #[test]
+    fn shmq_url_creates_then_opens_the_same_segment() {
+        let key = shmq::find_free_key().unwrap();
+        let url = format!("shmq://{key}?words=4&slots=2&mode=cyclic");
+        let mut tx = open_producer(&url).unwrap();
+        let mut rx = open_consumer(&format!("shmq://{}", key.0)).unwrap();
+        for m in [&b"a"[..], b"bb", b"ccc"] {
+            tx.send(m).unwrap();
+        }
+        let result = (rx.recv().map(|m| m.payload), rx.recv().map(|m| m.payload));
+        let wrong = open_producer(&format!("shmq://{key}?words=8&slots=2")).err();
+        shmq::remove(key).unwrap();
+        assert_eq!(result.0.unwrap(), b"bb");
+        assert_eq!(result.1.unwrap(), b"ccc");
+        assert!(wrong.unwrap().to_string().contains("not 2 of 8"));
+    }
+
     #[test]
     fn backends_without_an_adapter_say_so() {
-        for url in ["shmq://0x5151", "amqp://127.0.0.1:5672/%2f?queue=q"] {
+        for url in ["amqp://127.0.0.1:5672/%2f?queue=q"] {
             let err = open_consumer(url).err().expect("no adapter yet");
             assert!(
                 matches!(&err, Error::BackendUnavailable { hint, .. } if hint.contains("not implemented yet")),

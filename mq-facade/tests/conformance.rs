@@ -19,6 +19,8 @@ fn main() -> ExitCode {
     backends.push(Arc::new(ddmq_harness::DdmqHarness));
     #[cfg(feature = "dsmq")]
     backends.push(Arc::new(dsmq_harness::DsmqHarness));
+    #[cfg(feature = "shmq")]
+    backends.push(Arc::new(shmq_harness::ShmqHarness));
     conformance::main(backends)
 }
 
@@ -36,3 +38,6 @@ mod dmq_harness;
 #[cfg(feature = "dsmq")]
 #[path = "conformance/dsmq.rs"]
 mod dsmq_harness;
+#[cfg(feature = "shmq")]
+#[path = "conformance/shmq.rs"]
+mod shmq_harness;

@@ -10,3 +10,5 @@ pub(crate) mod duraqueue;
 pub(crate) mod dmq;
 #[cfg(feature = "dsmq")]
 pub(crate) mod dsmq;
+#[cfg(feature = "shmq")]
+pub(crate) mod shmq;
