@@ -16,7 +16,7 @@ const SCHEMES: &[(&str, Option<&str>)] = &[
     ("dsmq", None),
     ("shmq", None),
     ("duraqueue", Some("duraqueue")),
-    ("amqp", None),
+    ("amqp", Some("amqp")),
 ];
 
 /// Opens the sending side of the queue at `url`.
@@ -25,7 +25,8 @@ const SCHEMES: &[(&str, Option<&str>)] = &[
 /// |---|---|
 /// | `mem://NAME?capacity=N&max_message_size=BYTES&max_priority=P` | [`mem`](crate::mem) (feature `mem`, default) |
 /// | `duraqueue:///PATH?size=8MiB&format=v1\|v2&sync=msync\|fdatasync` | `duraqueue` (feature `duraqueue`) |
-/// | `dmq://`, `ddmq://`, `dsmq://`, `shmq://`, `amqp://` | not available yet: [`Error::BackendUnavailable`] |
+/// | `amqp://USER:PASS@HOST:PORT/VHOST?queue=NAME&mode=classic\|quorum\|stream&max_priority=P&prefetch=N&in_flight=N&max_age=7D&offset=next\|first\|last` | RabbitMQ (feature `amqp`) |
+/// | `dmq://`, `ddmq://`, `dsmq://`, `shmq://` | not available yet: [`Error::BackendUnavailable`] |
 ///
 /// Errors: [`Error::InvalidUrl`] naming the bad part (scheme, name, parameter and value),
 /// [`Error::BackendUnavailable`] when the backend is not compiled in, or the backend's own
@@ -44,6 +45,8 @@ pub fn open_producer(url: &str) -> Result<Box<dyn Producer>> {
         Target::Mem(queue) => Ok(Box::new(queue.producer())),
         #[cfg(feature = "duraqueue")]
         Target::Duraqueue(target) => crate::adapter::duraqueue::producer(&target),
+        #[cfg(feature = "amqp")]
+        Target::Amqp(target) => crate::adapter::amqp::producer(&target),
     }
 }
 
@@ -54,6 +57,8 @@ pub fn open_consumer(url: &str) -> Result<Box<dyn Consumer>> {
         Target::Mem(queue) => Ok(Box::new(queue.consumer())),
         #[cfg(feature = "duraqueue")]
         Target::Duraqueue(target) => crate::adapter::duraqueue::consumer(&target),
+        #[cfg(feature = "amqp")]
+        Target::Amqp(target) => crate::adapter::amqp::consumer(&target),
     }
 }
 
@@ -63,6 +68,8 @@ enum Target {
     Mem(crate::mem::MemQueue),
     #[cfg(feature = "duraqueue")]
     Duraqueue(crate::adapter::duraqueue::Target),
+    #[cfg(feature = "amqp")]
+    Amqp(crate::adapter::amqp::Target),
 }
 
 impl Target {
@@ -93,6 +100,8 @@ impl Target {
             }
             #[cfg(feature = "duraqueue")]
             "duraqueue" => crate::adapter::duraqueue::parse(raw, &url).map(Target::Duraqueue),
+            #[cfg(feature = "amqp")]
+            "amqp" => crate::adapter::amqp::parse(raw, &url).map(Target::Amqp),
             _ => Err(Error::BackendUnavailable {
                 scheme: scheme.to_owned(),
                 hint: match feature {

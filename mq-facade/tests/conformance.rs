@@ -13,10 +13,19 @@ fn main() -> ExitCode {
     let mut backends: Vec<Arc<dyn Harness>> = vec![Arc::new(MemHarness::default())];
     #[cfg(feature = "duraqueue")]
     backends.push(Arc::new(duraqueue_harness::DuraHarness));
+    #[cfg(feature = "amqp")]
+    backends.extend([
+        Arc::new(amqp_harness::AmqpHarness::classic()) as Arc<dyn Harness>,
+        Arc::new(amqp_harness::AmqpHarness::quorum()),
+        Arc::new(amqp_harness::AmqpHarness::stream()),
+    ]);
     conformance::main(backends)
 }
 
 // One module per backend: its harness makes fresh queues (temp dirs, servers, keys) for each case.
+#[cfg(feature = "amqp")]
+#[path = "conformance/amqp.rs"]
+mod amqp_harness;
 #[cfg(feature = "duraqueue")]
 #[path = "conformance/duraqueue.rs"]
 mod duraqueue_harness;
