@@ -91,5 +91,7 @@ pub use types::{
     Capabilities, Delivery, Durability, Message, Meta, Overflow, Receipt, SendOptions, Tag, Wait,
 };
 
+#[cfg(feature = "amqp")]
+pub use adapter::amqp::Unconfirmed;
 #[cfg(feature = "tokio")]
 pub use asynchronous::{AsyncConsumer, AsyncProducer, BoxFuture, Offload};

@@ -390,6 +390,64 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    #[cfg(feature = "amqp")]
+    #[test]
+    fn amqp_urls_are_checked_part_by_part() {
+        assert_eq!(
+            reason("amqp://127.0.0.1:5672/%2f"),
+            "missing parameter `queue` (the queue name: amqp://HOST:PORT/VHOST?queue=NAME)"
+        );
+        assert_eq!(
+            reason("amqp:///%2f?queue=q"),
+            "missing broker host: expected amqp://HOST:PORT/VHOST?queue=NAME"
+        );
+        assert_eq!(
+            reason("amqp://h/a/b?queue=q"),
+            "unexpected path `/a/b`: the path is the virtual host (write `/` inside it as %2f) and the queue is `?queue=NAME`"
+        );
+        assert_eq!(
+            reason("amqp://h/?queue=amq.gen"),
+            "parameter `queue`: `amq.gen` is not a queue name this adapter can declare (1 to 255 bytes, not starting with `amq.`)"
+        );
+        assert_eq!(
+            reason("amqp://h/?queue=q&mode=lazy"),
+            "parameter `mode`: `lazy` is not one of classic, quorum, stream"
+        );
+        assert_eq!(
+            reason("amqp://h/?queue=q&mode=quorum&max_priority=5"),
+            "parameter `max_priority`: RabbitMQ has priorities on classic queues only (mode=classic)"
+        );
+        assert_eq!(
+            reason("amqp://h/?queue=q&max_priority=0"),
+            "parameter `max_priority`: must be 1 to 255"
+        );
+        assert_eq!(
+            reason("amqp://h/?queue=q&prefetch=0"),
+            "parameter `prefetch`: must be at least 1 (0 would be unbounded)"
+        );
+        assert_eq!(
+            reason("amqp://h/?queue=q&max_age=7D"),
+            "parameter `max_age`: retention by age is for streams (mode=stream)"
+        );
+        assert_eq!(
+            reason("amqp://h/?queue=q&mode=stream&max_age=7days"),
+            "parameter `max_age`: `7days` is not a number followed by one of Y, M, D, h, m, s (e.g. 7D)"
+        );
+        assert_eq!(
+            reason("amqp://h/?queue=q&offset=first"),
+            "parameter `offset`: a start offset is for streams (mode=stream)"
+        );
+        assert_eq!(
+            reason("amqp://h/?queue=q&mode=stream&offset=middle"),
+            "parameter `offset`: `middle` is not one of next, first, last"
+        );
+        assert_eq!(
+            reason("amqp://h/?queue=q&colour=red"),
+            "unknown parameter `colour`"
+        );
+        assert_eq!(reason("amqp://h:99999/?queue=q"), "invalid port number");
+    }
+
     #[test]
     fn backends_without_an_adapter_say_so() {
         for url in [

@@ -356,9 +356,6 @@ pub(crate) enum AmqpError {
         "queue {queue} already exists with other arguments than mode/max_priority/max_age of this url: {detail}"
     )]
     QueueMismatch { queue: String, detail: String },
-    /// Messages the broker did not confirm: nacked, returned, or their connection was lost.
-    #[error("{} message(s) not confirmed by the broker (producer seq {}): {reason}; they may or may not be in the queue: send them again", .seqs.len(), show_seqs(.seqs))]
-    Unconfirmed { seqs: Vec<u64>, reason: String },
     /// Any other protocol failure, with what the adapter was doing.
     #[error("{context}: {source}")]
     Protocol {
@@ -366,6 +363,33 @@ pub(crate) enum AmqpError {
         #[source]
         source: lapin::Error,
     },
+}
+
+/// Messages a broker did not confirm: nacked, returned as unroutable, or sent on a
+/// connection that was lost before their confirm came. The source of the
+/// [`Error::Backend`] that [`Producer::flush`] returns then; find it with
+/// `source.downcast_ref::<Unconfirmed>()`.
+///
+/// Each is named by the [`Receipt::seq`] its send returned. They were not silently
+/// dropped: they may or may not be in the queue, and sending them again gives
+/// at-least-once delivery.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} message(s) not confirmed by the broker (producer seq {}): {reason}; they may or may not be in the queue: send them again", .seqs.len(), show_seqs(.seqs))]
+pub struct Unconfirmed {
+    seqs: Vec<u64>,
+    reason: String,
+}
+
+impl Unconfirmed {
+    /// The [`Receipt::seq`] of each message, ascending.
+    pub fn seqs(&self) -> &[u64] {
+        &self.seqs
+    }
+
+    /// Why the first of them failed, e.g. `nacked by the broker`.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
 }
 
 fn show_seqs(seqs: &[u64]) -> String {
@@ -610,7 +634,8 @@ pub(crate) fn producer(target: &Target) -> Result<Box<dyn Producer>> {
         failure: None,
         next_seq: 0,
     };
-    block_on(producer.ensure_link(Some(Instant::now() + CONNECT_TIMEOUT)))??;
+    // One attempt: an unreachable broker at open is reported at once.
+    block_on(producer.ensure_link(Some(Instant::now())))??;
     Ok(Box::new(producer))
 }
 
@@ -769,7 +794,16 @@ impl AmqpProducer {
     async fn flush_async(&mut self) -> Result<()> {
         let patience = Instant::now() + CONFIRM_PATIENCE;
         while !self.pending.is_empty() {
-            if !self.settle_oldest(Some(patience)).await {
+            // In slices, so that a connection that died is noticed without waiting for
+            // confirms that will never come.
+            let slice = (Instant::now() + Duration::from_millis(200)).min(patience);
+            if self.settle_oldest(Some(slice)).await {
+                continue;
+            }
+            if !self.link.as_ref().is_some_and(Link::alive) {
+                self.settle_ready().await;
+                self.fail_pending("the connection to the broker was lost before it confirmed");
+            } else if Instant::now() >= patience {
                 self.fail_pending("no confirm from the broker within 60 s");
             }
         }
@@ -778,10 +812,7 @@ impl AmqpProducer {
         }
         let seqs = std::mem::take(&mut self.failed);
         let reason = self.failure.take().unwrap_or_default();
-        Err(Error::backend(
-            BACKEND,
-            AmqpError::Unconfirmed { seqs, reason },
-        ))
+        Err(Error::backend(BACKEND, Unconfirmed { seqs, reason }))
     }
 }
 
@@ -881,7 +912,8 @@ pub(crate) fn consumer(target: &Target) -> Result<Box<dyn Consumer>> {
         next_tag: 0,
         last_offset: None,
     };
-    block_on(consumer.ensure_subscribed(Some(Instant::now() + CONNECT_TIMEOUT)))??;
+    // One attempt: an unreachable broker at open is reported at once.
+    block_on(consumer.ensure_subscribed(Some(Instant::now())))??;
     Ok(Box::new(consumer))
 }
 

@@ -50,6 +50,7 @@ rm -rf "$MQ_RABBIT_DIR"
 /// A running private node.
 pub struct Broker {
     amqp_port: u16,
+    epmd_port: u16,
     dir: PathBuf,
     node: String,
     control: Mutex<Control>,
@@ -126,6 +127,7 @@ impl Broker {
         let replies = std::io::BufReader::new(wrapper.stdout.take().expect("piped stdout"));
         let broker = Broker {
             amqp_port,
+            epmd_port,
             dir,
             node,
             control: Mutex::new(Control {
@@ -159,6 +161,32 @@ impl Broker {
             url.push_str(extra);
         }
         url
+    }
+
+    /// Runs `rabbitmqctl ARGS` against this node (about 2 s per call); its stdout, or
+    /// the failure with its output.
+    pub fn ctl(&self, args: &[&str]) -> Result<String, String> {
+        let out = Command::new("/usr/lib/rabbitmq/bin/rabbitmqctl")
+            .arg("-n")
+            .arg(&self.node)
+            .args(args)
+            .env("HOME", self.dir.join("home"))
+            .env("ERL_EPMD_PORT", self.epmd_port.to_string())
+            .env("RABBITMQ_CONF_ENV_FILE", self.dir.join("none.env"))
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run rabbitmqctl: {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(format!(
+                "rabbitmqctl {} failed ({}): {}{}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
     }
 
     /// Kills the Erlang VM with SIGKILL (no clean shutdown: a crash or power cut of the
@@ -301,7 +329,9 @@ fn install_once() -> Result<(), String> {
     let how = "install it with `apt-get update && apt-get install -y rabbitmq-server` \
                (Debian/Ubuntu, as root), or run the tests as root so they install it";
     if !which("apt-get") {
-        return Err(format!("{SERVER} is missing and there is no apt-get: {how}"));
+        return Err(format!(
+            "{SERVER} is missing and there is no apt-get: {how}"
+        ));
     }
     // Keep the package's postinst from starting a system node (it would take 5672 and
     // 4369): policy-rc.d exit 101 forbids service starts during the install.
@@ -356,7 +386,6 @@ fn install_once() -> Result<(), String> {
 }
 
 fn which(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| dir.join(program).is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }
