@@ -56,12 +56,15 @@
 //! |---|---|---|
 //! | `mem://NAME` | [`mem`] (this crate) | available (feature `mem`, default) |
 //! | `duraqueue:///PATH?size=8MiB` | `duraqueue` | available (feature `duraqueue`) |
-//! | `dmq://`, `ddmq://`, `dsmq://`, `shmq://`, `amqp://` | the workspace's backends | adapters not implemented yet: [`Error::BackendUnavailable`] |
+//! | `amqp://USER:PASS@HOST:PORT/VHOST?queue=NAME` | RabbitMQ via `lapin` | available (feature `amqp`) |
+//! | `dmq://`, `ddmq://`, `dsmq://`, `shmq://` | the workspace's backends | adapters not implemented yet: [`Error::BackendUnavailable`] |
 //!
 //! ## Features
 //!
 //! - `mem` (default): the in-process backend.
 //! - `duraqueue`: the `duraqueue://` adapter.
+//! - `amqp`: the `amqp://` adapter (RabbitMQ through `lapin`, on its own tokio runtime).
+//! - `cli`: the `mq` command-line tool.
 //! - `tokio`: [`AsyncProducer`] / [`AsyncConsumer`] and the [`Offload`] adapter.
 //! - `conformance`: the public conformance suite [`conformance`], for any backend.
 
@@ -72,7 +75,7 @@ mod open;
 mod traits;
 mod types;
 
-#[cfg(feature = "duraqueue")]
+#[cfg(any(feature = "duraqueue", feature = "amqp"))]
 mod adapter;
 #[cfg(feature = "tokio")]
 mod asynchronous;
@@ -88,5 +91,7 @@ pub use types::{
     Capabilities, Delivery, Durability, Message, Meta, Overflow, Receipt, SendOptions, Tag, Wait,
 };
 
+#[cfg(feature = "amqp")]
+pub use adapter::amqp::Unconfirmed;
 #[cfg(feature = "tokio")]
 pub use asynchronous::{AsyncConsumer, AsyncProducer, BoxFuture, Offload};

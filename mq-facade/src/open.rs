@@ -16,7 +16,7 @@ const SCHEMES: &[(&str, Option<&str>)] = &[
     ("dsmq", Some("dsmq")),
     ("shmq", Some("shmq")),
     ("duraqueue", Some("duraqueue")),
-    ("amqp", None),
+    ("amqp", Some("amqp")),
 ];
 
 /// Opens the sending side of the queue at `url`.
@@ -26,10 +26,10 @@ const SCHEMES: &[(&str, Option<&str>)] = &[
 /// | `mem://NAME?capacity=N&max_message_size=BYTES&max_priority=P` | [`mem`](crate::mem) (feature `mem`, default) |
 /// | `duraqueue:///PATH?size=8MiB&format=v1\|v2&sync=msync\|fdatasync` | `duraqueue` (feature `duraqueue`) |
 /// | `dmq:///BASE?framing=newlines\|nulls\|frames\|raw&durability=pagecache\|data\|full` | `dmq` (feature `dmq`): files `BASE0`, `BASE1`, `BASEmap` |
-/// | `amqp://` | not available yet: [`Error::BackendUnavailable`] |
 /// | `ddmq:///ROOT/QUEUE?durability=none\|fsync&order=numeric\|lexicographic` | `ddmq` (feature `ddmq`) |
 /// | `dsmq://HOST:PORT/TOPIC?encoding=text\|base64` | `dsmq` (feature `dsmq`): a topic of a dsmq server, broadcast |
 /// | `shmq://KEY?words=N&slots=N&mode=blocking\|cyclic&format=native\|go` | `shmq` (feature `shmq`) |
+/// | `amqp://USER:PASS@HOST:PORT/VHOST?queue=NAME&mode=classic\|quorum\|stream&max_priority=P&prefetch=N&in_flight=N&max_age=7D&offset=next\|first\|last` | RabbitMQ (feature `amqp`) |
 ///
 /// Errors: [`Error::InvalidUrl`] naming the bad part (scheme, name, parameter and value),
 /// [`Error::BackendUnavailable`] when the backend is not compiled in, or the backend's own
@@ -56,6 +56,8 @@ pub fn open_producer(url: &str) -> Result<Box<dyn Producer>> {
         Target::Dsmq(target) => crate::adapter::dsmq::producer(&target),
         #[cfg(feature = "shmq")]
         Target::Shmq(target) => crate::adapter::shmq::producer(&target),
+        #[cfg(feature = "amqp")]
+        Target::Amqp(target) => crate::adapter::amqp::producer(&target),
     }
 }
 
@@ -74,6 +76,8 @@ pub fn open_consumer(url: &str) -> Result<Box<dyn Consumer>> {
         Target::Dsmq(target) => crate::adapter::dsmq::consumer(&target),
         #[cfg(feature = "shmq")]
         Target::Shmq(target) => crate::adapter::shmq::consumer(&target),
+        #[cfg(feature = "amqp")]
+        Target::Amqp(target) => crate::adapter::amqp::consumer(&target),
     }
 }
 
@@ -91,6 +95,8 @@ enum Target {
     Dsmq(crate::adapter::dsmq::Target),
     #[cfg(feature = "shmq")]
     Shmq(crate::adapter::shmq::Target),
+    #[cfg(feature = "amqp")]
+    Amqp(crate::adapter::amqp::Target),
 }
 
 impl Target {
@@ -129,6 +135,8 @@ impl Target {
             "dsmq" => crate::adapter::dsmq::parse(raw, &url).map(Target::Dsmq),
             #[cfg(feature = "shmq")]
             "shmq" => crate::adapter::shmq::parse(raw, &url).map(Target::Shmq),
+            #[cfg(feature = "amqp")]
+            "amqp" => crate::adapter::amqp::parse(raw, &url).map(Target::Amqp),
             _ => Err(Error::BackendUnavailable {
                 scheme: scheme.to_owned(),
                 hint: match feature {
@@ -574,15 +582,62 @@ mod tests {
         assert!(wrong.unwrap().to_string().contains("not 2 of 8"));
     }
 
+    #[cfg(feature = "amqp")]
     #[test]
-    fn backends_without_an_adapter_say_so() {
-        for url in ["amqp://127.0.0.1:5672/%2f?queue=q"] {
-            let err = open_consumer(url).err().expect("no adapter yet");
-            assert!(
-                matches!(&err, Error::BackendUnavailable { hint, .. } if hint.contains("not implemented yet")),
-                "{url}: {err}"
-            );
-        }
+    fn amqp_urls_are_checked_part_by_part() {
+        assert_eq!(
+            reason("amqp://127.0.0.1:5672/%2f"),
+            "missing parameter `queue` (the queue name: amqp://HOST:PORT/VHOST?queue=NAME)"
+        );
+        assert_eq!(
+            reason("amqp:///%2f?queue=q"),
+            "missing broker host: expected amqp://HOST:PORT/VHOST?queue=NAME"
+        );
+        assert_eq!(
+            reason("amqp://h/a/b?queue=q"),
+            "unexpected path `/a/b`: the path is the virtual host (write `/` inside it as %2f) and the queue is `?queue=NAME`"
+        );
+        assert_eq!(
+            reason("amqp://h/?queue=amq.gen"),
+            "parameter `queue`: `amq.gen` is not a queue name this adapter can declare (1 to 255 bytes, not starting with `amq.`)"
+        );
+        assert_eq!(
+            reason("amqp://h/?queue=q&mode=lazy"),
+            "parameter `mode`: `lazy` is not one of classic, quorum, stream"
+        );
+        assert_eq!(
+            reason("amqp://h/?queue=q&mode=quorum&max_priority=5"),
+            "parameter `max_priority`: RabbitMQ has priorities on classic queues only (mode=classic)"
+        );
+        assert_eq!(
+            reason("amqp://h/?queue=q&max_priority=0"),
+            "parameter `max_priority`: must be 1 to 255"
+        );
+        assert_eq!(
+            reason("amqp://h/?queue=q&prefetch=0"),
+            "parameter `prefetch`: must be at least 1 (0 would be unbounded)"
+        );
+        assert_eq!(
+            reason("amqp://h/?queue=q&max_age=7D"),
+            "parameter `max_age`: retention by age is for streams (mode=stream)"
+        );
+        assert_eq!(
+            reason("amqp://h/?queue=q&mode=stream&max_age=7days"),
+            "parameter `max_age`: `7days` is not a number followed by one of Y, M, D, h, m, s (e.g. 7D)"
+        );
+        assert_eq!(
+            reason("amqp://h/?queue=q&offset=first"),
+            "parameter `offset`: a start offset is for streams (mode=stream)"
+        );
+        assert_eq!(
+            reason("amqp://h/?queue=q&mode=stream&offset=middle"),
+            "parameter `offset`: `middle` is not one of next, first, last"
+        );
+        assert_eq!(
+            reason("amqp://h/?queue=q&colour=red"),
+            "unknown parameter `colour`"
+        );
+        assert_eq!(reason("amqp://h:99999/?queue=q"), "invalid port number");
     }
 
     #[cfg(not(feature = "mem"))]

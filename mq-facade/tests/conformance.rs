@@ -21,10 +21,19 @@ fn main() -> ExitCode {
     backends.push(Arc::new(dsmq_harness::DsmqHarness));
     #[cfg(feature = "shmq")]
     backends.push(Arc::new(shmq_harness::ShmqHarness));
+    #[cfg(feature = "amqp")]
+    backends.extend([
+        Arc::new(amqp_harness::AmqpHarness::classic()) as Arc<dyn Harness>,
+        Arc::new(amqp_harness::AmqpHarness::quorum()),
+        Arc::new(amqp_harness::AmqpHarness::stream()),
+    ]);
     conformance::main(backends)
 }
 
 // One module per backend: its harness makes fresh queues (temp dirs, servers, keys) for each case.
+#[cfg(feature = "amqp")]
+#[path = "conformance/amqp.rs"]
+mod amqp_harness;
 #[cfg(feature = "ddmq")]
 #[path = "conformance/ddmq.rs"]
 mod ddmq_harness;

@@ -1,0 +1,99 @@
+//! `amqp` queues on a private RabbitMQ node that this test process starts once (on first
+//! use, on free loopback ports) and that stops when the process exits. Every case gets
+//! a fresh queue name. Three harnesses: a classic queue with priorities 0..=9 (`amqp`),
+//! a quorum queue (`amqp-quorum`) and a stream (`amqp-stream`, broadcast from `next`).
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use mq_facade::conformance::{Harness, TestQueue};
+use mq_facade::{Capabilities, Consumer, Producer, Result};
+
+#[path = "../support/rabbitmq.rs"]
+mod rabbitmq;
+
+pub(crate) struct AmqpHarness {
+    name: &'static str,
+    /// Query parameters after `queue=NAME`.
+    extra: &'static str,
+    caps: OnceLock<Capabilities>,
+}
+
+impl AmqpHarness {
+    pub(crate) fn classic() -> Self {
+        AmqpHarness {
+            name: "amqp",
+            extra: "max_priority=9",
+            caps: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn quorum() -> Self {
+        AmqpHarness {
+            name: "amqp-quorum",
+            extra: "mode=quorum",
+            caps: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn stream() -> Self {
+        AmqpHarness {
+            name: "amqp-stream",
+            extra: "mode=stream&max_age=1h",
+            caps: OnceLock::new(),
+        }
+    }
+
+    fn url(&self) -> String {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let queue = format!(
+            "conformance-{}-{}",
+            self.name,
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        rabbitmq::Broker::shared().url(&queue, self.extra)
+    }
+}
+
+struct AmqpQueue {
+    url: String,
+}
+
+impl Harness for AmqpHarness {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        // From a real producer (the broker starts on first use), once per harness.
+        self.caps
+            .get_or_init(|| {
+                self.queue()
+                    .and_then(|q| q.producer())
+                    .map(|p| p.capabilities())
+                    .unwrap_or_else(|e| panic!("{}: cannot open a producer: {e}", self.name))
+            })
+            .clone()
+    }
+
+    fn queue(&self) -> Result<Box<dyn TestQueue>> {
+        Ok(Box::new(AmqpQueue { url: self.url() }))
+    }
+
+    fn open_producer_at(&self, address: &str) -> Result<Box<dyn Producer>> {
+        mq_facade::open_producer(address)
+    }
+}
+
+impl TestQueue for AmqpQueue {
+    fn producer(&self) -> Result<Box<dyn Producer>> {
+        mq_facade::open_producer(&self.url)
+    }
+
+    fn consumer(&self) -> Result<Box<dyn Consumer>> {
+        mq_facade::open_consumer(&self.url)
+    }
+
+    fn address(&self) -> Option<String> {
+        Some(self.url.clone())
+    }
+}
