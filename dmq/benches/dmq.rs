@@ -378,6 +378,9 @@ fn main() {
     println!("| measure | crate | floor | ratio |");
     println!("| --- | --- | --- | --- |");
     let row = |what: &str, k: &str, f: &str| {
+        if !(r.contains_key(k) && r.contains_key(f)) {
+            return; // filtered out
+        }
         println!(
             "| {what} | {} | {} | {:.2}× |",
             show(rate(k)),
@@ -405,10 +408,12 @@ fn main() {
         "drain",
         "raw_drain",
     );
-    println!(
-        "| writer + reader at once, batched | {} | — | — |",
-        show(rate("end_to_end"))
-    );
+    if r.contains_key("end_to_end") {
+        println!(
+            "| writer + reader at once, batched | {} | — | — |",
+            show(rate("end_to_end"))
+        );
+    }
     row(
         "durable send (fdatasync each) vs write + fdatasync",
         "durable_send",
