@@ -3,7 +3,8 @@
 //! it, builds and installs the module with `maturin develop` (its own cargo target directory,
 //! so the nested build never waits for this one's lock), then runs `tests/test_dmq.py`.
 //!
-//! Needs `python3` with the `venv` module (or `DMQ_PYTHON=/path/to/python`), and PyPI.
+//! Needs `python3` with the `venv` module (or `DMQ_PYTHON=/path/to/python`), and PyPI; on a
+//! Debian machine without venv support, running as root, it installs `python3-venv` with apt.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -41,19 +42,52 @@ fn run(cmd: &mut Command, what: &str) {
     );
 }
 
+/// Installs Python's venv support with apt (as root on Debian), for a fresh machine.
+fn apt_install_venv() -> bool {
+    let apt = Path::new("/usr/bin/apt-get");
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"));
+    if !apt.is_file() || !root {
+        return false;
+    }
+    let _ = Command::new(apt).arg("update").status();
+    Command::new(apt)
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args([
+            "install",
+            "-y",
+            "-o",
+            "DPkg::Lock::Timeout=600",
+            "python3",
+            "python3-venv",
+            "python3-pip",
+        ])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// The venv with maturin, made once (a file lock serializes concurrent test processes).
 fn venv(target: &Path) -> PathBuf {
     let venv = target.join("dmq-python-venv");
     let python = std::env::var("DMQ_PYTHON").unwrap_or_else(|_| "python3".into());
     if !venv.join("bin/maturin").is_file() {
         let _ = std::fs::remove_dir_all(&venv);
-        run(
-            Command::new(&python).args(["-m", "venv"]).arg(&venv),
-            &format!(
-                "creating a venv with `{python} -m venv` (install python3 and python3-venv, \
-                 or set DMQ_PYTHON)"
-            ),
-        );
+        let make = || {
+            Command::new(&python)
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()
+        };
+        if !make().is_ok_and(|s| s.success()) {
+            let _ = std::fs::remove_dir_all(&venv);
+            assert!(
+                apt_install_venv() && make().is_ok_and(|s| s.success()),
+                "cannot create a venv with `{python} -m venv`: install python3 and \
+                 python3-venv (apt-get install python3-venv), or set DMQ_PYTHON"
+            );
+        }
         run(
             Command::new(venv.join("bin/python")).args([
                 "-m",
