@@ -3,14 +3,16 @@
 //!
 //! | group | crate | floor |
 //! | --- | --- | --- |
-//! | `send_64B` | `send` with `WriterSync::Grace` and `Flock` | one raw `write` of the 65-byte record on an `O_APPEND` file, with and without a `flock` pair |
+//! | `send_64B` | `send` with `WriterSync::Grace` and `Flock` | one raw `write` of the 65-byte record on an `O_APPEND` file (with a `flock` pair for `Flock`) |
 //! | `send_batch_1000` | `send_batch` of 1,000 messages | one raw `write` of the same 65,000 bytes |
 //! | `drain_backlog` | the reader draining 100,000 queued messages | `read` of the same bytes and a `memchr` split |
 //! | `end_to_end_batched` | a writer thread sending batches while the reader drains | — (absolute rate) |
 //! | `durable_64B` | `send` with `Durability::Data`; 100 sends + `flush` (group commit) | `write` + `fdatasync` |
 //! | latency | a parked reader woken by a send (p50, p99 of 2,000) | — |
 //!
-//! At the end the ratios to the floors are printed. `DMQ_BENCH_QUICK=1` shortens the run
+//! Each floor runs interleaved with its subject, chunk by chunk, in the same timed loop, so
+//! both see the same machine (a shared machine's load moves figures by factors of two
+//! between runs). At the end the ratios to the floors are printed. `DMQ_BENCH_QUICK=1` shortens the run
 //! (about 30 s). Run with `cargo bench -p dmq --bench dmq`.
 
 use std::cell::RefCell;
@@ -85,33 +87,38 @@ fn criterion() -> Criterion {
     }
 }
 
+/// Runs `n` operations of `subject` interleaved with `n` of `floor`, `chunk` at a time, so
+/// both see the same machine; returns (subject, floor) time.
+fn interleaved(
+    n: u64,
+    chunk: u64,
+    mut floor: impl FnMut(),
+    mut subject: impl FnMut(),
+) -> (Duration, Duration) {
+    let (mut s, mut f) = (Duration::ZERO, Duration::ZERO);
+    let mut done = 0;
+    while done < n {
+        let k = chunk.min(n - done);
+        let t = Instant::now();
+        for _ in 0..k {
+            floor();
+        }
+        f += t.elapsed();
+        let t = Instant::now();
+        for _ in 0..k {
+            subject();
+        }
+        s += t.elapsed();
+        done += k;
+    }
+    (s, f)
+}
+
 fn send_64b(c: &mut Criterion, dir: &Path) {
     let mut g = c.benchmark_group("send_64B");
     g.throughput(Throughput::Elements(1));
     let rec = record_bytes();
     let (_, raw) = raw_file(dir, "raw");
-    g.bench_function("raw_write", |b| {
-        b.iter_custom(|n| {
-            raw.set_len(0).unwrap();
-            let t = Instant::now();
-            for _ in 0..n {
-                (&raw).write_all(black_box(&rec)).unwrap();
-            }
-            record("raw_write", t.elapsed(), n)
-        })
-    });
-    g.bench_function("raw_write_flock", |b| {
-        b.iter_custom(|n| {
-            raw.set_len(0).unwrap();
-            let t = Instant::now();
-            for _ in 0..n {
-                raw.lock_shared().unwrap();
-                (&raw).write_all(black_box(&rec)).unwrap();
-                raw.unlock().unwrap();
-            }
-            record("raw_write_flock", t.elapsed(), n)
-        })
-    });
     for (name, sync) in [("grace", WriterSync::Grace), ("flock", WriterSync::Flock)] {
         let q = Queue::open_with(
             dir.join(format!("send-{name}")),
@@ -120,22 +127,34 @@ fn send_64b(c: &mut Criterion, dir: &Path) {
         .unwrap();
         let mut w = q.writer().unwrap();
         let data0 = File::options().write(true).open(&q.paths()[0]).unwrap();
+        let flock = sync == WriterSync::Flock;
         g.bench_function(name, |b| {
             b.iter_custom(|n| {
                 data0.set_len(0).unwrap();
-                let t = Instant::now();
-                for _ in 0..n {
-                    w.send(black_box(&PAYLOAD)).unwrap();
-                }
-                record(
-                    if name == "grace" {
-                        "send_grace"
-                    } else {
-                        "send_flock"
-                    },
-                    t.elapsed(),
+                raw.set_len(0).unwrap();
+                let (subject, floor) = interleaved(
                     n,
-                )
+                    64,
+                    || {
+                        if flock {
+                            raw.lock_shared().unwrap();
+                        }
+                        (&raw).write_all(black_box(&rec)).unwrap();
+                        if flock {
+                            raw.unlock().unwrap();
+                        }
+                    },
+                    || {
+                        w.send(black_box(&PAYLOAD)).unwrap();
+                    },
+                );
+                let (s_key, f_key) = if flock {
+                    ("send_flock", "raw_write_flock")
+                } else {
+                    ("send_grace", "raw_write")
+                };
+                record(f_key, floor, n);
+                record(s_key, subject, n)
             })
         });
     }
@@ -148,27 +167,23 @@ fn send_batch(c: &mut Criterion, dir: &Path) {
     let batch: Vec<&[u8]> = vec![&PAYLOAD[..]; BATCH];
     let bytes = record_bytes().repeat(BATCH);
     let (_, raw) = raw_file(dir, "raw-batch");
-    g.bench_function("raw_write", |b| {
-        b.iter_custom(|n| {
-            raw.set_len(0).unwrap();
-            let t = Instant::now();
-            for _ in 0..n {
-                (&raw).write_all(black_box(&bytes)).unwrap();
-            }
-            record("raw_batch", t.elapsed(), n * BATCH as u64)
-        })
-    });
     let q = Queue::open(dir.join("batch"), None).unwrap();
     let mut w = q.writer().unwrap();
     let data0 = File::options().write(true).open(&q.paths()[0]).unwrap();
     g.bench_function("send_batch", |b| {
         b.iter_custom(|n| {
             data0.set_len(0).unwrap();
-            let t = Instant::now();
-            for _ in 0..n {
-                w.send_batch(black_box(&batch)).unwrap();
-            }
-            record("send_batch", t.elapsed(), n * BATCH as u64)
+            raw.set_len(0).unwrap();
+            let (subject, floor) = interleaved(
+                n,
+                4,
+                || (&raw).write_all(black_box(&bytes)).unwrap(),
+                || {
+                    w.send_batch(black_box(&batch)).unwrap();
+                },
+            );
+            record("raw_batch", floor, n * BATCH as u64);
+            record("send_batch", subject, n * BATCH as u64)
         })
     });
     g.finish();
@@ -183,25 +198,10 @@ fn drain(c: &mut Criterion, dir: &Path) {
     for _ in 0..BACKLOG / BATCH {
         (&raw).write_all(&record_bytes().repeat(BATCH)).unwrap();
     }
-    g.bench_function("raw_read_split", |b| {
-        let mut buf = Vec::new();
-        b.iter_custom(|n| {
-            let t = Instant::now();
-            for _ in 0..n {
-                buf.clear();
-                File::open(&raw_path)
-                    .unwrap()
-                    .read_to_end(&mut buf)
-                    .unwrap();
-                let count = memchr::memchr_iter(b'\n', &buf).count();
-                assert_eq!(black_box(count), BACKLOG);
-            }
-            record("raw_drain", t.elapsed(), n * BACKLOG as u64)
-        })
-    });
     g.bench_function("reader", |b| {
+        let mut raw_buf = Vec::new();
         b.iter_custom(|n| {
-            let mut total = Duration::ZERO;
+            let (mut total, mut floor) = (Duration::ZERO, Duration::ZERO);
             for i in 0..n {
                 let q = Queue::open_with(
                     dir.join(format!("drain-{i}")),
@@ -214,6 +214,15 @@ fn drain(c: &mut Criterion, dir: &Path) {
                 }
                 let mut r = q.reader().unwrap();
                 let t = Instant::now();
+                raw_buf.clear();
+                File::open(&raw_path)
+                    .unwrap()
+                    .read_to_end(&mut raw_buf)
+                    .unwrap();
+                let count = memchr::memchr_iter(b'\n', &raw_buf).count();
+                assert_eq!(black_box(count), BACKLOG);
+                floor += t.elapsed();
+                let t = Instant::now();
                 let mut got = 0;
                 let mut buf = Vec::new();
                 while r.recv_into(&mut buf, Wait::NoWait).unwrap().is_some() {
@@ -225,6 +234,7 @@ fn drain(c: &mut Criterion, dir: &Path) {
                 drop(r);
                 q.remove().unwrap();
             }
+            record("raw_drain", floor, n * BACKLOG as u64);
             record("drain", total, n * BACKLOG as u64)
         })
     });
@@ -277,16 +287,10 @@ fn durable(c: &mut Criterion, dir: &Path) {
     g.sample_size(10);
     let rec = record_bytes();
     let (_, raw) = raw_file(dir, "raw-durable");
-    g.bench_function("raw_write_fdatasync", |b| {
-        b.iter_custom(|n| {
-            let t = Instant::now();
-            for _ in 0..n {
-                (&raw).write_all(&rec).unwrap();
-                raw.sync_data().unwrap();
-            }
-            record("raw_durable", t.elapsed(), n)
-        })
-    });
+    let mut raw_durable = || {
+        (&raw).write_all(&rec).unwrap();
+        raw.sync_data().unwrap();
+    };
     let q = Queue::open_with(
         dir.join("durable"),
         &OpenOptions::new().durability(Durability::Data),
@@ -295,11 +299,11 @@ fn durable(c: &mut Criterion, dir: &Path) {
     let mut w = q.writer().unwrap();
     g.bench_function("send_data", |b| {
         b.iter_custom(|n| {
-            let t = Instant::now();
-            for _ in 0..n {
+            let (subject, floor) = interleaved(n, 1, &mut raw_durable, || {
                 w.send(&PAYLOAD).unwrap();
-            }
-            record("durable_send", t.elapsed(), n)
+            });
+            record("raw_durable", floor, n);
+            record("durable_send", subject, n)
         })
     });
     let q = Queue::open(dir.join("group"), None).unwrap();
@@ -307,14 +311,14 @@ fn durable(c: &mut Criterion, dir: &Path) {
     g.throughput(Throughput::Elements(100));
     g.bench_function("group_commit_100", |b| {
         b.iter_custom(|n| {
-            let t = Instant::now();
-            for _ in 0..n {
+            let (subject, floor) = interleaved(n, 1, &mut raw_durable, || {
                 for _ in 0..100 {
                     w.send(&PAYLOAD).unwrap();
                 }
                 w.flush().unwrap();
-            }
-            record("group_commit", t.elapsed(), n * 100)
+            });
+            record("raw_durable_gc", floor, n);
+            record("group_commit", subject, n * 100)
         })
     });
     g.finish();
