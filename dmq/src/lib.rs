@@ -5,7 +5,7 @@
 //! control file, shared by every process through a mapping). Any number of writers append
 //! whole records to the file the map names; the one reader drains the other and decides
 //! when writers move, so the two files form a two-slot ring and are reclaimed by truncation.
-//! The files are byte-compatible with the original's (see [`format`]).
+//! The files are byte-compatible with the original's (see [`format`](mod@format)).
 //!
 //! ```
 //! # fn main() -> dmq::Result<()> {

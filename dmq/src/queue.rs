@@ -776,7 +776,7 @@ const CHUNK: usize = 256 * 1024;
 
 /// What one attempt of the reader found.
 enum Poll {
-    Message(Message),
+    Message(Mark),
     Empty,
     /// Writers were moved; the old file may be drained once this instant has passed.
     GraceUntil(Instant),
@@ -873,13 +873,22 @@ impl Reader {
     /// Receives the next message: waits as `wait` says; `Ok(None)` only when the wait ends
     /// without a message.
     pub fn recv(&mut self, wait: Wait) -> Result<Option<Message>> {
+        let mut data = Vec::new();
+        Ok(self
+            .recv_into(&mut data, wait)?
+            .map(|mark| Message { data, mark }))
+    }
+
+    /// As [`Reader::recv`], but the payload replaces the contents of `buf` (no allocation
+    /// once `buf` is large enough); returns the message's mark.
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>, wait: Wait) -> Result<Option<Mark>> {
         let deadline = match wait {
             Wait::Until(at) => Some(at),
             _ => None,
         };
         loop {
-            let grace_until = match self.poll_once()? {
-                Poll::Message(m) => return Ok(Some(m)),
+            let grace_until = match self.poll_once(buf)? {
+                Poll::Message(mark) => return Ok(Some(mark)),
                 Poll::Empty => None,
                 Poll::GraceUntil(at) => Some(at),
             };
@@ -981,6 +990,7 @@ impl Reader {
         }
         let map = &self.q.map;
         map.store_u64(OFF_POSITION, mark.end);
+        // Republished with every commit: an opener of the original may have reset it.
         if file == self.cur {
             map.store_u64(OFF_READOFFSET, self.read_end());
         }
@@ -1124,7 +1134,7 @@ impl Reader {
 
     /// One attempt: a message if one is there now, moving writers and switching files on
     /// the way as the original's rules say.
-    fn poll_once(&mut self) -> Result<Poll> {
+    fn poll_once(&mut self, buf: &mut Vec<u8>) -> Result<Poll> {
         if self.poisoned {
             return Err(Error::Poisoned);
         }
@@ -1144,7 +1154,8 @@ impl Reader {
                     len,
                 }) => {
                     let payload_at = self.lo + start;
-                    let data = self.store[payload_at..payload_at + payload_len].to_vec();
+                    buf.clear();
+                    buf.extend_from_slice(&self.store[payload_at..payload_at + payload_len]);
                     self.lo += len;
                     self.seq += 1;
                     let mark = Mark {
@@ -1155,7 +1166,7 @@ impl Reader {
                     if self.q.opts.commit == Commit::OnReceive {
                         self.commit_to(mark)?;
                     }
-                    return Ok(Poll::Message(Message { data, mark }));
+                    return Ok(Poll::Message(mark));
                 }
                 Ok(Decoded::Incomplete) => {}
                 Err(reason) => {

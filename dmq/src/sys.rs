@@ -77,22 +77,22 @@ impl MapView {
 
     /// Loads the little-endian i32 at `off`.
     pub(crate) fn load_i32(&self, off: usize) -> i32 {
-        i32::from_le(self.i32_cell(off).load(Ordering::SeqCst))
+        i32::from_le(self.i32_cell(off).load(Ordering::Acquire))
     }
 
     /// Stores the little-endian i32 at `off`.
     pub(crate) fn store_i32(&self, off: usize, value: i32) {
-        self.i32_cell(off).store(value.to_le(), Ordering::SeqCst);
+        self.i32_cell(off).store(value.to_le(), Ordering::Release);
     }
 
     /// Loads the little-endian u64 at `off`.
     pub(crate) fn load_u64(&self, off: usize) -> u64 {
-        u64::from_le(self.u64_cell(off).load(Ordering::SeqCst))
+        u64::from_le(self.u64_cell(off).load(Ordering::Acquire))
     }
 
     /// Stores the little-endian u64 at `off`.
     pub(crate) fn store_u64(&self, off: usize, value: u64) {
-        self.u64_cell(off).store(value.to_le(), Ordering::SeqCst);
+        self.u64_cell(off).store(value.to_le(), Ordering::Release);
     }
 
     /// Writes the mapping back to the file and waits for it (`msync(MS_SYNC)`).

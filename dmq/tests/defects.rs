@@ -43,6 +43,16 @@ fn state(q: &Queue) -> (u8, u8, u64, u64) {
     (i.readtarget, i.writetarget, i.readoffset, i.position)
 }
 
+/// Empties a data file, as the reader's switch does.
+fn truncate(base: &Path, suffix: &str) {
+    File::options()
+        .write(true)
+        .open(file(base, suffix))
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+}
+
 fn poke_map(base: &Path, offset: u64, bytes: &[u8]) {
     let f = FsOpen::new().write(true).open(file(base, "map")).unwrap();
     f.write_all_at(bytes, offset).unwrap();
@@ -291,12 +301,7 @@ fn d07_every_prefix_of_the_switch_recovers() {
         let old_len = size(&base, "0");
         // Steps: 0 flip only; 1 + truncate; 2 + position = 0; 3 + readtarget = 1.
         if step >= 1 {
-            File::options()
-                .write(true)
-                .open(file(&base, "0"))
-                .unwrap()
-                .set_len(0)
-                .unwrap();
+            truncate(&base, "0");
         }
         if step >= 2 {
             poke_map(&base, 16, &[0; 16]);
@@ -314,12 +319,7 @@ fn d07_every_prefix_of_the_switch_recovers() {
     let (_d, base, q, r) = flipped(&OpenOptions::new());
     drop(r);
     q.writer().unwrap().send(b"new").unwrap();
-    File::options()
-        .write(true)
-        .open(file(&base, "0"))
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&base, "0");
     poke_map(&base, 0, &1i32.to_le_bytes());
     assert!(matches!(q.reader(), Err(Error::CorruptMap { .. })));
     q.repair(Repair::Rewind).unwrap();
