@@ -14,6 +14,7 @@ use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::serve::ListenerExt;
+use futures_util::FutureExt as _;
 use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::watch;
 
@@ -381,6 +382,7 @@ async fn entry(
                 peer,
                 start_id,
                 cursors: HashMap::new(),
+                stashed: None,
             }
             .run()
             .await;
@@ -407,7 +409,14 @@ struct Connection {
     start_id: i64,
     /// The id of the last message read, per topic (absent: `start_id`).
     cursors: HashMap<String, i64>,
+    /// An event read ahead while collecting puts, to handle next.
+    stashed: Option<Option<Result<Message, axum::Error>>>,
 }
+
+/// The most puts sent to the store as one command.
+const PUT_BATCH: usize = 256;
+/// Puts stop being collected into one command beyond this many bytes of text.
+const PUT_BATCH_BYTES: usize = 1 << 20;
 
 /// What to do after a frame.
 enum Next {
@@ -420,13 +429,16 @@ impl Connection {
         let mut stop = self.shared.handle.inner.stop.subscribe();
         tracing::debug!("{}: connected", self.peer);
         loop {
-            let received = tokio::select! {
-                biased;
-                () = async { drop(stop.wait_for(|s| *s).await) } => {
-                    self.close(format::CLOSE_GOING_AWAY, "server shutting down").await;
-                    break;
-                }
-                received = self.socket.recv() => received,
+            let received = match self.stashed.take() {
+                Some(event) => event,
+                None => tokio::select! {
+                    biased;
+                    () = async { drop(stop.wait_for(|s| *s).await) } => {
+                        self.close(format::CLOSE_GOING_AWAY, "server shutting down").await;
+                        break;
+                    }
+                    received = self.socket.recv() => received,
+                },
             };
             let next = match received {
                 None => break,
@@ -487,10 +499,38 @@ impl Connection {
             Ok(r) => r,
             Err(e) => return self.bad_frame(frame, &e),
         };
-        let store = &self.shared.store;
         match request {
             Req::Put { topic, message } => {
-                if let Err(e) = store.send(Command::Put { topic, body: message }).await {
+                // Consecutive puts that have already arrived go to the store as one
+                // command (one channel send, one transaction). Whatever else arrives is
+                // kept for the main loop, so frames are still handled strictly in order.
+                let mut puts = vec![(topic, message)];
+                let mut bytes = 0;
+                while puts.len() < PUT_BATCH && bytes < PUT_BATCH_BYTES {
+                    let Some(event) = self.socket.recv().now_or_never() else {
+                        break;
+                    };
+                    let decoded = match &event {
+                        Some(Ok(Message::Text(t))) => format::decode_request(t.as_str().as_bytes()),
+                        Some(Ok(Message::Binary(b))) => format::decode_request(b),
+                        _ => {
+                            self.stashed = Some(event);
+                            break;
+                        }
+                    };
+                    match decoded {
+                        Ok(Req::Put { topic, message }) => {
+                            bytes += message.len();
+                            puts.push((topic, message));
+                        }
+                        _ => {
+                            // Handled (and its error reported) by the main loop.
+                            self.stashed = Some(event);
+                            break;
+                        }
+                    }
+                }
+                if let Err(e) = self.shared.store.send(Command::Put(puts)).await {
                     return self.store_failed(&e);
                 }
                 Next::Continue

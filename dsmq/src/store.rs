@@ -77,10 +77,8 @@ pub(crate) struct Limits {
 /// One request to the store thread.
 #[derive(Debug)]
 pub(crate) enum Command {
-    Put {
-        topic: String,
-        body: String,
-    },
+    /// Store these messages (topic, text), in order.
+    Put(Vec<(String, String)>),
     /// The first (or, with `latest`, the last) eligible message of `topic` with an id
     /// above `after`: its id and text.
     Get {
@@ -119,12 +117,13 @@ impl Store {
              PRAGMA synchronous = OFF;
              PRAGMA temp_store = MEMORY;
              CREATE TABLE messages (
-                 id INTEGER PRIMARY KEY AUTOINCREMENT,
+                 id INTEGER PRIMARY KEY,
                  topic TEXT NOT NULL,
                  body TEXT NOT NULL,
                  stored_at REAL NOT NULL
              );
-             CREATE INDEX messages_topic_id ON messages (topic, id);",
+             CREATE INDEX messages_topic_id ON messages (topic, id);
+             CREATE INDEX messages_stored_at ON messages (stored_at);",
         )?;
         let (tx, rx) = mpsc::channel(CHANNEL);
         let last_id = Arc::new(AtomicI64::new(0));
@@ -203,7 +202,8 @@ impl Worker {
                     Err(_) => break,
                 }
             }
-            let in_txn = batch.len() > 1 && self.db.execute_batch("BEGIN").is_ok();
+            let in_txn = (batch.len() > 1 || matches!(&batch[0], Command::Put(p) if p.len() > 1))
+                && self.db.execute_batch("BEGIN").is_ok();
             for cmd in batch {
                 self.handle(cmd);
             }
@@ -226,11 +226,13 @@ impl Worker {
 
     fn handle(&mut self, cmd: Command) {
         match cmd {
-            Command::Put { topic, body } => {
-                if let Err(e) = self.put(topic, body) {
-                    // A put has no reply: log and count it; the message is not stored.
-                    tracing::error!("store: put failed: {e}");
-                    self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
+            Command::Put(puts) => {
+                for (topic, body) in puts {
+                    if let Err(e) = self.put(topic, body) {
+                        // A put has no reply: log and count it; the message is not stored.
+                        tracing::error!("store: put failed: {e}");
+                        self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
             }
             Command::Get {
@@ -255,18 +257,26 @@ impl Worker {
         // Make room first: oldest of the topic, then oldest overall.
         let in_topic = self.per_topic.get(&topic).copied().unwrap_or(0);
         if in_topic >= self.limits.max_messages_per_topic {
-            let evicted = self.delete_rows(
-                "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE topic = ?1
-                 ORDER BY id LIMIT ?2) RETURNING topic, octet_length(body)",
-                params![topic, (in_topic + 1 - self.limits.max_messages_per_topic) as i64],
-            )?;
+            let excess = in_topic + 1 - self.limits.max_messages_per_topic;
+            let mut evicted = 0;
+            for _ in 0..excess {
+                let oldest: Option<i64> = self
+                    .db
+                    .prepare_cached("SELECT min(id) FROM messages WHERE topic = ?1")?
+                    .query_row(params![topic], |row| row.get(0))?;
+                let Some(oldest) = oldest else { break };
+                evicted += self.delete_rows(
+                    "DELETE FROM messages WHERE id = ?1 RETURNING topic, octet_length(body)",
+                    params![oldest],
+                )?;
+            }
             self.metrics
                 .evicted_total
                 .fetch_add(evicted, Ordering::Relaxed);
         }
         while self.count > 0 && self.bytes + len > self.limits.max_stored_bytes {
             let evicted = self.delete_rows(
-                "DELETE FROM messages WHERE id IN (SELECT id FROM messages ORDER BY id LIMIT 1)
+                "DELETE FROM messages WHERE id = (SELECT min(id) FROM messages)
                  RETURNING topic, octet_length(body)",
                 [],
             )?;
@@ -275,11 +285,13 @@ impl Worker {
                 .fetch_add(evicted, Ordering::Relaxed);
         }
         let now = self.clock.now();
-        let mut stmt = self
-            .db
-            .prepare_cached("INSERT INTO messages (topic, body, stored_at) VALUES (?1, ?2, ?3)")?;
-        stmt.execute(params![topic, body, now])?;
-        let id = self.db.last_insert_rowid();
+        // Ids are assigned here, strictly increasing for the life of the server (SQLite
+        // would reuse the ids of deleted rows; AUTOINCREMENT costs a table update per put).
+        let id = self.last_id.load(Ordering::Relaxed) + 1;
+        let mut stmt = self.db.prepare_cached(
+            "INSERT INTO messages (id, topic, body, stored_at) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        stmt.execute(params![id, topic, body, now])?;
         self.last_id.store(id, Ordering::SeqCst);
         *self.per_topic.entry(topic).or_insert(0) += 1;
         self.bytes += len;
