@@ -28,6 +28,9 @@ use tokio_tungstenite::tungstenite::Message;
 
 const MESSAGE: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
+/// Every round-trip latency, per target name.
+type Latencies = Vec<(&'static str, Vec<Duration>)>;
+
 /// A target of the benchmark: a name and a port.
 #[derive(Clone)]
 struct Target {
@@ -71,7 +74,8 @@ impl Drop for Python {
 }
 
 fn python_server() -> Option<(Python, u16, tempfile::TempDir)> {
-    let py = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/dsmq-interop/venv-1.0.0/bin/python");
+    let py =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/dsmq-interop/venv-1.0.0/bin/python");
     if !py.exists() {
         eprintln!(
             "python 1.0.0 venv not found at {}: run `cargo test -p dsmq --test interop_python` first to compare with it",
@@ -79,11 +83,17 @@ fn python_server() -> Option<(Python, u16, tempfile::TempDir)> {
         );
         return None;
     }
-    let port = TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
     let dir = tempfile::tempdir().ok()?;
     let child = Command::new(py)
         .arg("-c")
-        .arg(format!("from dsmq.server import serve; serve(host='127.0.0.1', port={port})"))
+        .arg(format!(
+            "from dsmq.server import serve; serve(host='127.0.0.1', port={port})"
+        ))
         .current_dir(dir.path())
         .stdout(Stdio::null())
         .spawn()
@@ -160,7 +170,10 @@ fn main() {
         .build()
         .unwrap();
     let server = runtime
-        .block_on(dsmq::Server::bind("127.0.0.1:0", dsmq::ServerConfig::default()))
+        .block_on(dsmq::Server::bind(
+            "127.0.0.1:0",
+            dsmq::ServerConfig::default(),
+        ))
         .unwrap();
     let ours = Target {
         name: "dsmq",
@@ -186,7 +199,7 @@ fn main() {
     }
 
     // Round trip: put then get, every latency kept for the percentiles.
-    let latencies: Arc<Mutex<Vec<(&'static str, Vec<Duration>)>>> = Arc::default();
+    let latencies: Arc<Mutex<Latencies>> = Arc::default();
     {
         let mut group = criterion.benchmark_group("round_trip");
         group.throughput(Throughput::Elements(1));
@@ -272,14 +285,20 @@ fn main() {
     }
     let rates = rates.lock().unwrap();
     let median_rate = |key: &str| -> Option<f64> {
-        let mut v: Vec<f64> = rates.iter().filter(|(k, _)| k == key).map(|(_, r)| *r).collect();
+        let mut v: Vec<f64> = rates
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, r)| *r)
+            .collect();
         if v.is_empty() {
             return None;
         }
         v.sort_by(f64::total_cmp);
         Some(v[v.len() / 2])
     };
-    println!("\n| puts/s (64 B) | 1 client | 50 clients | 1 / floor | 50 / floor | 1 / python | 50 / python |");
+    println!(
+        "\n| puts/s (64 B) | 1 client | 50 clients | 1 / floor | 50 / floor | 1 / python | 50 / python |"
+    );
     println!("| --- | --- | --- | --- | --- | --- | --- |");
     for t in &targets {
         let one = median_rate(&format!("{}/1", t.name));

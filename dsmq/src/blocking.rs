@@ -45,11 +45,9 @@ impl Client {
             .map_err(|e| connect_err(tungstenite::Error::Io(e)))?;
         let (ws, _response) = tungstenite::client(request, stream).map_err(|e| match e {
             tungstenite::HandshakeError::Failure(e) => connect_err(e),
-            tungstenite::HandshakeError::Interrupted(_) => {
-                connect_err(tungstenite::Error::Io(std::io::Error::other(
-                    "handshake interrupted on a blocking socket",
-                )))
-            }
+            tungstenite::HandshakeError::Interrupted(_) => connect_err(tungstenite::Error::Io(
+                std::io::Error::other("handshake interrupted on a blocking socket"),
+            )),
         })?;
         Ok(Client { ws, closed: None })
     }

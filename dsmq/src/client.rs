@@ -261,7 +261,9 @@ impl Client {
         match self.reply().await {
             Err(Error::Closed { code: 1000, .. }) => Ok(()),
             // Python servers drop the connection without a close frame.
-            Err(Error::Closed { code: 1005 | 1006, .. }) => Ok(()),
+            Err(Error::Closed {
+                code: 1005 | 1006, ..
+            }) => Ok(()),
             Err(e) => Err(e),
             Ok(reply) => Err(Error::Protocol(format!(
                 "unexpected reply {reply:?} to shutdown"

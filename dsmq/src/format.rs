@@ -458,10 +458,22 @@ mod tests {
     fn malformed_requests_name_the_problem_and_the_close_code() {
         let cases: [(&[u8], u16, &str); 10] = [
             (b"not json", 1007, "invalid JSON: expected ident"),
-            (b"[1, 2]", 1007, "invalid JSON: expected an object, got an array"),
+            (
+                b"[1, 2]",
+                1007,
+                "invalid JSON: expected an object, got an array",
+            ),
             (b"\xff\xfe", 1007, "invalid JSON:"),
-            (br#"{"topic": "t"}"#, 1007, "invalid request: missing `action`"),
-            (br#"{"action": "get"}"#, 1007, "invalid request: missing `topic`"),
+            (
+                br#"{"topic": "t"}"#,
+                1007,
+                "invalid request: missing `action`",
+            ),
+            (
+                br#"{"action": "get"}"#,
+                1007,
+                "invalid request: missing `topic`",
+            ),
             (
                 br#"{"action": "put", "topic": "t"}"#,
                 1007,

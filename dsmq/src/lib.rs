@@ -51,7 +51,7 @@
 //! - Exact retention whatever the traffic, bounded memory ([`ServerConfig::max_stored_bytes`],
 //!   [`ServerConfig::max_messages_per_topic`]: oldest evicted first, counted).
 //! - Bad requests close the connection with a specific close code and reason (see
-//!   [`format`]); the server stays up. Size and connection limits; `GET /healthz` and
+//!   [`format`](mod@format)); the server stays up. Size and connection limits; `GET /healthz` and
 //!   Prometheus `GET /metrics` on the same port; graceful stop on SIGINT/SIGTERM, through
 //!   [`ServerHandle::shutdown`], or the `shutdown` action when [`ShutdownPolicy`] allows.
 //! - Nothing touches the filesystem.

@@ -309,7 +309,8 @@ impl Server {
 }
 
 async fn sweep(shared: Arc<Shared>) {
-    let mut tick = tokio::time::interval(shared.config.sweep_interval.max(Duration::from_millis(1)));
+    let mut tick =
+        tokio::time::interval(shared.config.sweep_interval.max(Duration::from_millis(1)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
@@ -540,8 +541,9 @@ impl Connection {
             Req::Shutdown { .. } => {
                 let allowed = match self.shared.config.allow_shutdown {
                     ShutdownPolicy::Anyone => true,
-                    ShutdownPolicy::LoopbackOnly => self.peer.ip().is_loopback()
-                        || self.peer.ip().to_canonical().is_loopback(),
+                    ShutdownPolicy::LoopbackOnly => {
+                        self.peer.ip().is_loopback() || self.peer.ip().to_canonical().is_loopback()
+                    }
                     ShutdownPolicy::Never => false,
                 };
                 if !allowed {

@@ -321,7 +321,12 @@ impl Worker {
         Ok(n)
     }
 
-    fn get(&self, topic: &str, after: i64, latest: bool) -> rusqlite::Result<Option<(i64, String)>> {
+    fn get(
+        &self,
+        topic: &str,
+        after: i64,
+        latest: bool,
+    ) -> rusqlite::Result<Option<(i64, String)>> {
         let oldest_alive = self.clock.now() - self.limits.ttl.as_secs_f64();
         let sql = if latest {
             "SELECT id, body FROM messages WHERE topic = ?1 AND id > ?2 AND stored_at > ?3

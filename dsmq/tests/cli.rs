@@ -37,7 +37,13 @@ impl Served {
             log,
         };
         let line = served.wait_log("listening on ws://");
-        let port = line.rsplit(':').next().unwrap().trim().parse().expect("port");
+        let port = line
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .trim()
+            .parse()
+            .expect("port");
         served.port = port;
         served
     }
@@ -63,7 +69,11 @@ impl Served {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let mut s = std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-            write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+            write!(
+                s,
+                "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
             let mut body = String::new();
             s.read_to_string(&mut body).unwrap();
             if body.lines().any(|l| l == format!("dsmq_connections {n}")) {
@@ -142,7 +152,11 @@ fn tail_follows_and_put_reads_stdin() {
         .stdin(Stdio::piped())
         .spawn()
         .unwrap();
-    put.stdin.take().unwrap().write_all(b"three from stdin").unwrap();
+    put.stdin
+        .take()
+        .unwrap()
+        .write_all(b"three from stdin")
+        .unwrap();
     assert!(put.wait().unwrap().success());
     let mut lines = BufReader::new(tail.stdout.take().unwrap()).lines();
     for want in ["one", "two", "three from stdin"] {
@@ -185,9 +199,15 @@ fn shutdown_is_refused_when_the_policy_says_never() {
     let out = run(&["shutdown", "--port", &server.port()]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(err.contains("1008") && err.contains("shutdown not allowed"), "{err}");
+    assert!(
+        err.contains("1008") && err.contains("shutdown not allowed"),
+        "{err}"
+    );
     // Still serving.
-    assert_eq!(run(&["get", "--port", &server.port(), "t"]).status.code(), Some(1));
+    assert_eq!(
+        run(&["get", "--port", &server.port(), "t"]).status.code(),
+        Some(1)
+    );
 }
 
 #[test]
@@ -215,5 +235,8 @@ fn connection_errors_and_usage_errors_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     let out = run(&["get", "--help"]);
     let help = String::from_utf8(out.stdout).unwrap();
-    assert!(help.contains("only sees messages put after it connected"), "{help}");
+    assert!(
+        help.contains("only sees messages put after it connected"),
+        "{help}"
+    );
 }

@@ -139,7 +139,9 @@ fn venv(version: &str) -> PathBuf {
         return py;
     }
     run_ok(
-        Command::new(python()).args(["-m", "venv", "--clear"]).arg(&dir),
+        Command::new(python())
+            .args(["-m", "venv", "--clear"])
+            .arg(&dir),
         "creating the venv",
     );
     let mut pip = Command::new(dir.join("bin/pip"));
@@ -149,7 +151,10 @@ fn venv(version: &str) -> PathBuf {
     }
     pip.arg(format!("dsmq=={version}"));
     run_ok(&mut pip, &format!("pip install dsmq=={version}"));
-    assert!(ready(), "dsmq {version} is not importable after pip install");
+    assert!(
+        ready(),
+        "dsmq {version} is not importable after pip install"
+    );
     py
 }
 
@@ -303,7 +308,9 @@ fn our_blocking_client_against_python_servers() {
         assert_eq!(late.get("greetings").unwrap(), None);
         w.put("waited", "for").unwrap();
         assert_eq!(
-            r.get_wait("waited", Duration::from_secs(30)).unwrap().as_deref(),
+            r.get_wait("waited", Duration::from_secs(30))
+                .unwrap()
+                .as_deref(),
             Some("for")
         );
         if version == "1.0.0" {
@@ -455,13 +462,13 @@ fn python_server_replies_are_ours_byte_for_byte() {
             message: tricky.into(),
         });
         writer.send(Message::Text(put.into())).unwrap();
-        assert_eq!(ask(&mut writer, r#"{"action": "get", "topic": "sync"}"#), format::encode_reply(""));
+        assert_eq!(
+            ask(&mut writer, r#"{"action": "get", "topic": "sync"}"#),
+            format::encode_reply("")
+        );
         let reply = ask(&mut reader, get);
         assert_eq!(reply, format::encode_reply(tricky), "Python {version}");
-        assert_eq!(
-            reply,
-            r#"{"message": "h\u00e9llo \"2\" \ud83d\ude00\t\\"}"#
-        );
+        assert_eq!(reply, r#"{"message": "h\u00e9llo \"2\" \ud83d\ude00\t\\"}"#);
         drop(child);
     }
 }

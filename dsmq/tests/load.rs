@@ -59,14 +59,22 @@ async fn fifty_clients_lose_and_duplicate_nothing() {
         .collect();
     for (c, task) in tasks.into_iter().enumerate() {
         let got = task.await.unwrap();
-        assert_eq!(got.len(), CLIENTS * each, "client {c} read {} messages", got.len());
+        assert_eq!(
+            got.len(),
+            CLIENTS * each,
+            "client {c} read {} messages",
+            got.len()
+        );
         let distinct: HashSet<&String> = got.iter().collect();
         assert_eq!(distinct.len(), got.len(), "client {c} read duplicates");
         let mut last = vec![None; CLIENTS];
         for m in &got {
             let (w, i) = m.split_once('-').unwrap();
             let (w, i): (usize, usize) = (w.parse().unwrap(), i.parse().unwrap());
-            assert!(last[w].is_none_or(|l| l < i), "client {c}: writer {w} out of order");
+            assert!(
+                last[w].is_none_or(|l| l < i),
+                "client {c}: writer {w} out of order"
+            );
             last[w] = Some(i);
         }
     }
@@ -110,14 +118,19 @@ async fn a_thousand_idle_connections_and_the_server_still_serves() {
         .await
         .unwrap();
     assert!(
-        open.lines().any(|l| l == format!("dsmq_connections {IDLE}")),
+        open.lines()
+            .any(|l| l == format!("dsmq_connections {IDLE}")),
         "{open}"
     );
     let mut reader = server.client().await;
     let mut writer = server.client().await;
     writer.put("t", "through").await.unwrap();
     assert_eq!(
-        reader.get_wait("t", Duration::from_secs(30)).await.unwrap().as_deref(),
+        reader
+            .get_wait("t", Duration::from_secs(30))
+            .await
+            .unwrap()
+            .as_deref(),
         Some("through")
     );
     // The idle ones still work, and each saw the put (they connected before it).
@@ -174,7 +187,11 @@ async fn a_client_that_never_reads_does_not_stall_the_others() {
     let mut other = server.client().await;
     writer.put("small", "served").await.unwrap();
     assert_eq!(
-        other.get_wait("small", Duration::from_secs(30)).await.unwrap().as_deref(),
+        other
+            .get_wait("small", Duration::from_secs(30))
+            .await
+            .unwrap()
+            .as_deref(),
         Some("served")
     );
     // The server gives up on the stuck connection (3 = stuck, writer, other).
@@ -229,7 +246,11 @@ async fn retention_and_memory_bounds_hold_under_load() {
     assert!(max_seen <= LIMIT, "{max_seen} bytes stored, limit {LIMIT}");
     let evicted = server.metric("dsmq_evicted_total");
     let stored = server.metric("dsmq_messages_stored");
-    assert_eq!(evicted + stored, 2000, "every put is stored or counted as evicted");
+    assert_eq!(
+        evicted + stored,
+        2000,
+        "every put is stored or counted as evicted"
+    );
     // The reader gets what is left, oldest first: the newest `stored` messages.
     let mut read = 0;
     while reader.get("flood").await.unwrap().is_some() {

@@ -36,11 +36,22 @@ async fn reference_exchange_byte_for_byte() {
     send(&mut b, GET_GREETINGS).await;
     assert_eq!(recv_text(&mut b).await, r#"{"message": "hello world!"}"#);
     send(&mut b, GET_GREETINGS).await;
-    assert_eq!(recv_text(&mut b).await, r#"{"message": "h\u00e9llo \"2\""}"#);
+    assert_eq!(
+        recv_text(&mut b).await,
+        r#"{"message": "h\u00e9llo \"2\""}"#
+    );
     send(&mut b, GET_GREETINGS).await;
     assert_eq!(recv_text(&mut b).await, EMPTY);
-    send(&mut a, r#"{"action": "put", "topic": "t2", "message": "x1"}"#).await;
-    send(&mut a, r#"{"action": "put", "topic": "t2", "message": "x2"}"#).await;
+    send(
+        &mut a,
+        r#"{"action": "put", "topic": "t2", "message": "x1"}"#,
+    )
+    .await;
+    send(
+        &mut a,
+        r#"{"action": "put", "topic": "t2", "message": "x2"}"#,
+    )
+    .await;
     send(&mut a, r#"{"action": "get", "topic": "sync"}"#).await;
     assert_eq!(recv_text(&mut a).await, EMPTY);
     send(&mut b, r#"{"action": "get_latest", "topic": "t2"}"#).await;
@@ -75,7 +86,10 @@ async fn a_connection_sees_only_what_is_stored_after_it_connected() {
     assert_eq!(late.get("never-used").await.unwrap(), None);
     writer.put("", "in the empty topic").await.unwrap();
     assert_eq!(
-        late.get_wait("", Duration::from_secs(20)).await.unwrap().as_deref(),
+        late.get_wait("", Duration::from_secs(20))
+            .await
+            .unwrap()
+            .as_deref(),
         Some("in the empty topic")
     );
     server.stop().await;
@@ -217,7 +231,11 @@ async fn bad_requests_close_with_a_code_and_reason_and_the_server_stays_up() {
     let cases: [(&str, u16, &str); 8] = [
         ("{not json", 1007, "invalid JSON:"),
         ("[1]", 1007, "invalid JSON: expected an object"),
-        (r#"{"action": "get"}"#, 1007, "invalid request: missing `topic`"),
+        (
+            r#"{"action": "get"}"#,
+            1007,
+            "invalid request: missing `topic`",
+        ),
         (
             r#"{"action": "put", "topic": "t", "message": 5}"#,
             1007,
@@ -259,7 +277,10 @@ async fn bad_requests_close_with_a_code_and_reason_and_the_server_stays_up() {
         "{err}"
     );
     let again = c.get("t").await.unwrap_err();
-    assert!(matches!(again, dsmq::Error::Closed { code: 1008, .. }), "{again}");
+    assert!(
+        matches!(again, dsmq::Error::Closed { code: 1008, .. }),
+        "{again}"
+    );
     // A binary frame carrying JSON is a request like any other.
     let mut ws = server.raw().await;
     use futures_util::SinkExt;
@@ -288,7 +309,14 @@ async fn healthz_metrics_and_plain_http_elsewhere() {
     let mut reader = server.client().await;
     let mut writer = server.client().await;
     writer.put("t", "héllo").await.unwrap();
-    assert_eq!(reader.get_wait("t", Duration::from_secs(20)).await.unwrap().as_deref(), Some("héllo"));
+    assert_eq!(
+        reader
+            .get_wait("t", Duration::from_secs(20))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("héllo")
+    );
     assert_eq!(reader.get("t").await.unwrap(), None);
     let (status, body) = tokio::task::spawn_blocking(move || http_get(port, "/metrics"))
         .await
@@ -305,7 +333,10 @@ async fn healthz_metrics_and_plain_http_elsewhere() {
         "dsmq_evicted_total 0",
         "dsmq_protocol_errors_total 0",
     ] {
-        assert!(body.lines().any(|l| l == line), "{line:?} missing in\n{body}");
+        assert!(
+            body.lines().any(|l| l == line),
+            "{line:?} missing in\n{body}"
+        );
     }
     // A WebSocket on /metrics is a connection like any other.
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/metrics"))
@@ -324,9 +355,15 @@ async fn graceful_shutdown_closes_clients_with_1001_and_refuses_new_ones() {
     let handle = server.handle.clone();
     let port = server.port;
     handle.shutdown();
-    assert_eq!(recv_close(&mut a).await, (1001, "server shutting down".into()));
+    assert_eq!(
+        recv_close(&mut a).await,
+        (1001, "server shutting down".into())
+    );
     let err = client.get("t").await.unwrap_err();
-    assert!(matches!(err, dsmq::Error::Closed { code: 1001, .. }), "{err}");
+    assert!(
+        matches!(err, dsmq::Error::Closed { code: 1001, .. }),
+        "{err}"
+    );
     server.stop().await;
     handle.stopped().await;
     assert!(dsmq::Client::connect("127.0.0.1", port).await.is_err());
@@ -365,15 +402,24 @@ fn the_blocking_client_needs_no_runtime() {
     writer.put("t", "two").unwrap();
     writer.put("t", "three").unwrap();
     assert_eq!(
-        reader.get_wait("t", Duration::from_secs(20)).unwrap().as_deref(),
+        reader
+            .get_wait("t", Duration::from_secs(20))
+            .unwrap()
+            .as_deref(),
         Some("one")
     );
     assert_eq!(reader.get_latest("t").unwrap().as_deref(), Some("three"));
     assert_eq!(reader.get_raw("t").unwrap(), "");
     writer.shutdown_server().unwrap();
     let err = writer.get("t").unwrap_err();
-    assert!(matches!(err, dsmq::Error::Closed { code: 1000, .. }), "{err}");
+    assert!(
+        matches!(err, dsmq::Error::Closed { code: 1000, .. }),
+        "{err}"
+    );
     let err = reader.get("t").unwrap_err();
-    assert!(matches!(err, dsmq::Error::Closed { code: 1001, .. }), "{err}");
+    assert!(
+        matches!(err, dsmq::Error::Closed { code: 1001, .. }),
+        "{err}"
+    );
     rt.block_on(server.stop());
 }

@@ -419,8 +419,14 @@ mod tests {
         );
         assert_eq!(reason("dsmq://127.0.0.1/t#x"), "unexpected fragment `#...`");
         // A well-formed URL reaches the network: nothing listens on port 1.
-        let err = open_consumer("dsmq://127.0.0.1:1/t").err().expect("refused");
-        assert!(err.to_string().contains("cannot connect to ws://127.0.0.1:1/"), "{err}");
+        let err = open_consumer("dsmq://127.0.0.1:1/t")
+            .err()
+            .expect("refused");
+        assert!(
+            err.to_string()
+                .contains("cannot connect to ws://127.0.0.1:1/"),
+            "{err}"
+        );
     }
 
     #[test]

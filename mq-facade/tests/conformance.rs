@@ -19,9 +19,9 @@ fn main() -> ExitCode {
 }
 
 // One module per backend: its harness makes fresh queues (temp dirs, servers, keys) for each case.
-#[cfg(feature = "duraqueue")]
-#[path = "conformance/duraqueue.rs"]
-mod duraqueue_harness;
 #[cfg(feature = "dsmq")]
 #[path = "conformance/dsmq.rs"]
 mod dsmq_harness;
+#[cfg(feature = "duraqueue")]
+#[path = "conformance/duraqueue.rs"]
+mod duraqueue_harness;

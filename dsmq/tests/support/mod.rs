@@ -9,9 +9,8 @@ use dsmq::{Server, ServerConfig, ServerHandle};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
-pub type Raw = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+pub type Raw =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A server running on 127.0.0.1 on a free port; stopped when dropped.
 pub struct TestServer {
@@ -81,7 +80,10 @@ impl TestServer {
             if got == want {
                 return;
             }
-            assert!(Instant::now() < deadline, "{name} is {got}, expected {want}");
+            assert!(
+                Instant::now() < deadline,
+                "{name} is {got}, expected {want}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }

@@ -54,7 +54,10 @@ pub(crate) fn parse(raw: &str, url: &url::Url) -> Result<Target> {
     let mut params = Params::new(raw, url)?;
     let host = url.host_str().unwrap_or_default();
     if host.is_empty() {
-        return Err(invalid(raw, "missing host: expected dsmq://HOST:PORT/TOPIC"));
+        return Err(invalid(
+            raw,
+            "missing host: expected dsmq://HOST:PORT/TOPIC",
+        ));
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err(invalid(raw, "dsmq has no users or passwords"));
@@ -205,12 +208,18 @@ impl DsmqConsumer {
         match self.target.encoding {
             Encoding::Text => buf.extend_from_slice(text.as_bytes()),
             Encoding::Base64 if text == "=" => {}
-            Encoding::Base64 => STANDARD
-                .decode_vec(text.as_bytes(), buf)
-                .map_err(|e| Error::Corrupt {
-                    location: format!("message {} of {}", self.delivered + 1, self.target.name()),
-                    detail: format!("not base64 (the URL says encoding=base64): {e}"),
-                })?,
+            Encoding::Base64 => {
+                STANDARD
+                    .decode_vec(text.as_bytes(), buf)
+                    .map_err(|e| Error::Corrupt {
+                        location: format!(
+                            "message {} of {}",
+                            self.delivered + 1,
+                            self.target.name()
+                        ),
+                        detail: format!("not base64 (the URL says encoding=base64): {e}"),
+                    })?
+            }
         }
         Ok(())
     }
@@ -268,7 +277,10 @@ mod tests {
     fn server() -> (tokio::runtime::Runtime, dsmq::ServerHandle, u16) {
         let rt = tokio::runtime::Runtime::new().unwrap();
         let server = rt
-            .block_on(dsmq::Server::bind("127.0.0.1:0", dsmq::ServerConfig::default()))
+            .block_on(dsmq::Server::bind(
+                "127.0.0.1:0",
+                dsmq::ServerConfig::default(),
+            ))
             .unwrap();
         let port = server.local_addr().port();
         let handle = server.handle();
@@ -296,13 +308,19 @@ mod tests {
         tx.flush(crate::Durability::Written).unwrap();
         assert_eq!(rx.recv().unwrap().payload, "héllo".as_bytes());
         assert_eq!(plain.get("café").unwrap().as_deref(), Some("second"));
-        assert_eq!(rx.recv_with(Wait::NoWait).unwrap().unwrap().payload, b"second");
+        assert_eq!(
+            rx.recv_with(Wait::NoWait).unwrap().unwrap().payload,
+            b"second"
+        );
         // A message that is not base64 on a base64 handle is a clear Corrupt error.
         let mut b64 = crate::open_consumer(&format!("{url}?encoding=base64")).unwrap();
         plain.put("café", "not base64!").unwrap();
         match b64.recv_timeout(std::time::Duration::from_secs(20)) {
             Err(Error::Corrupt { location, detail }) => {
-                assert!(location.contains("message 1 of dsmq://127.0.0.1"), "{location}");
+                assert!(
+                    location.contains("message 1 of dsmq://127.0.0.1"),
+                    "{location}"
+                );
                 assert!(detail.contains("not base64"), "{detail}");
             }
             other => panic!("{other:?}"),
