@@ -1,6 +1,6 @@
 //! The server: axum accepts WebSocket upgrades on any path (plus `/healthz` and `/metrics`),
-//! one task per connection handles its frames strictly in order, and the store thread owns
-//! the data.
+//! one task per connection handles its frames strictly in order, and calls the one store
+//! (a single SQLite connection behind a mutex, every hold one short statement).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -20,7 +20,7 @@ use tokio::sync::watch;
 
 use crate::format::{self, FrameError, Request as Req};
 use crate::metrics::Metrics;
-use crate::store::{Clock, Command, Limits, Store};
+use crate::store::{Clock, Limits, Store};
 use crate::{Error, Result};
 
 /// Who may stop the server with the `shutdown` action (protocol 1.1 and later).
@@ -314,8 +314,11 @@ async fn sweep(shared: Arc<Shared>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if shared.store.send(Command::Sweep).await.is_err() {
-            return;
+        let store = shared.store.clone();
+        match tokio::task::spawn_blocking(move || store.sweep()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("sweep failed: {e}"),
+            Err(_) => return,
         }
     }
 }
@@ -531,7 +534,7 @@ impl Connection {
                         }
                     }
                 }
-                if let Err(e) = self.shared.store.send(Command::Put(puts)).await {
+                if let Err(e) = self.shared.store.put(puts) {
                     return self.store_failed(&e);
                 }
                 Next::Continue
@@ -565,7 +568,7 @@ impl Connection {
 
     async fn get(&mut self, topic: String, latest: bool) -> Next {
         let after = self.cursors.get(&topic).copied().unwrap_or(self.start_id);
-        let found = match self.shared.store.get(topic.clone(), after, latest).await {
+        let found = match self.shared.store.get(&topic, after, latest) {
             Ok(found) => found,
             Err(e) => return self.store_failed(&e),
         };
@@ -608,10 +611,7 @@ impl Connection {
     }
 
     fn store_failed(&self, e: &Error) -> Next {
-        self.shared
-            .metrics
-            .store_errors
-            .fetch_add(1, Ordering::Relaxed);
+        // Counted in `dsmq_store_errors_total` by the store.
         tracing::error!("{}: {e}", self.peer);
         Next::Close(format::CLOSE_INTERNAL, format!("internal error: {e}"))
     }
