@@ -67,6 +67,11 @@ pub struct ServerConfig {
     /// How long a reply may wait for a client that does not read before its connection is
     /// dropped: 30 s.
     pub write_timeout: Duration,
+    /// A connection silent this long is sent a ping (30 s): it keeps idle connections open
+    /// through NATs and proxies, and a peer that vanished shows as a failed write, which
+    /// frees its slot of `max_connections`. A missing pong is not an error (clients that
+    /// only read when they `get`, like this crate's, answer pings late). `None`: never ping.
+    pub ping_interval: Option<Duration>,
     /// The clock expiry reads; [`Clock::manual`] makes retention testable without sleeping.
     pub clock: Clock,
 }
@@ -82,6 +87,7 @@ impl Default for ServerConfig {
             max_connections: 1024,
             allow_shutdown: ShutdownPolicy::LoopbackOnly,
             write_timeout: Duration::from_secs(30),
+            ping_interval: Some(Duration::from_secs(30)),
             clock: Clock::system(),
         }
     }
@@ -432,7 +438,14 @@ impl Connection {
     async fn run(mut self) {
         let mut stop = self.shared.handle.inner.stop.subscribe();
         tracing::debug!("{}: connected", self.peer);
+        let ping_interval = self.shared.config.ping_interval;
         loop {
+            let idle = async {
+                match ping_interval {
+                    Some(every) => tokio::time::sleep(every).await,
+                    None => std::future::pending().await,
+                }
+            };
             let received = match self.stashed.take() {
                 Some(event) => event,
                 None => tokio::select! {
@@ -442,6 +455,19 @@ impl Connection {
                         break;
                     }
                     received = self.socket.recv() => received,
+                    () = idle => {
+                        let ping = Message::Ping(axum::body::Bytes::from_static(b"dsmq"));
+                        let sent = tokio::time::timeout(
+                            self.shared.config.write_timeout,
+                            self.socket.send(ping),
+                        )
+                        .await;
+                        if !matches!(sent, Ok(Ok(()))) {
+                            tracing::debug!("{}: ping failed; connection dropped", self.peer);
+                            break;
+                        }
+                        continue;
+                    }
                 },
             };
             let next = match received {
