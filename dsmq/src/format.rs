@@ -154,6 +154,38 @@ pub fn close_reason(reason: &str) -> String {
 /// assert_eq!(e.close_code(), 1003);
 /// ```
 pub fn decode_request(frame: &[u8]) -> Result<Request, FrameError> {
+    // Fast path: a well-formed request straight into typed fields (unknown keys ignored).
+    // Anything else goes through the `Value` path below, which names the problem.
+    #[derive(serde::Deserialize)]
+    struct Typed<'a> {
+        #[serde(borrow)]
+        action: std::borrow::Cow<'a, str>,
+        #[serde(borrow)]
+        topic: std::borrow::Cow<'a, str>,
+        #[serde(borrow, default)]
+        message: Option<std::borrow::Cow<'a, str>>,
+    }
+    if let Ok(t) = serde_json::from_slice::<Typed<'_>>(frame) {
+        match (t.action.as_ref(), t.message) {
+            ("put", Some(message)) => {
+                return Ok(Request::Put {
+                    topic: t.topic.into_owned(),
+                    message: message.into_owned(),
+                });
+            }
+            ("get", _) => {
+                return Ok(Request::Get {
+                    topic: t.topic.into_owned(),
+                });
+            }
+            ("get_latest", _) => {
+                return Ok(Request::GetLatest {
+                    topic: t.topic.into_owned(),
+                });
+            }
+            _ => {}
+        }
+    }
     let value: Value =
         serde_json::from_slice(frame).map_err(|e| FrameError::InvalidJson(e.to_string()))?;
     let Value::Object(mut map) = value else {

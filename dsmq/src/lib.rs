@@ -46,12 +46,13 @@
 //!
 //! - Ordering by a sequence number, not by timestamps: many puts in one clock tick are all
 //!   delivered, in order (the original skips messages with equal timestamps).
-//! - One store thread owns the database: no "database is locked" errors and no silently
-//!   dropped puts under concurrent clients (the original loses most of them).
+//! - One SQLite connection, the only one, serializes every operation: no "database is locked"
+//!   errors and no silently dropped puts under concurrent clients (the original loses most of
+//!   them). A failed store operation closes the connection with 1011 and is counted.
 //! - Exact retention whatever the traffic, bounded memory ([`ServerConfig::max_stored_bytes`],
 //!   [`ServerConfig::max_messages_per_topic`]: oldest evicted first, counted).
 //! - Bad requests close the connection with a specific close code and reason (see
-//!   [`format`]); the server stays up. Size and connection limits; `GET /healthz` and
+//!   [`format`](mod@format)); the server stays up. Size and connection limits; `GET /healthz` and
 //!   Prometheus `GET /metrics` on the same port; graceful stop on SIGINT/SIGTERM, through
 //!   [`ServerHandle::shutdown`], or the `shutdown` action when [`ShutdownPolicy`] allows.
 //! - Nothing touches the filesystem.

@@ -1,6 +1,6 @@
 //! The server: axum accepts WebSocket upgrades on any path (plus `/healthz` and `/metrics`),
-//! one task per connection handles its frames strictly in order, and the store thread owns
-//! the data.
+//! one task per connection handles its frames strictly in order, and calls the one store
+//! (a single SQLite connection behind a mutex, every hold one short statement).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,12 +14,13 @@ use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::serve::ListenerExt;
+use futures_util::FutureExt as _;
 use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::watch;
 
 use crate::format::{self, FrameError, Request as Req};
 use crate::metrics::Metrics;
-use crate::store::{Clock, Command, Limits, Store};
+use crate::store::{Clock, Limits, Store};
 use crate::{Error, Result};
 
 /// Who may stop the server with the `shutdown` action (protocol 1.1 and later).
@@ -66,6 +67,11 @@ pub struct ServerConfig {
     /// How long a reply may wait for a client that does not read before its connection is
     /// dropped: 30 s.
     pub write_timeout: Duration,
+    /// A connection silent this long is sent a ping (30 s): it keeps idle connections open
+    /// through NATs and proxies, and a peer that vanished shows as a failed write, which
+    /// frees its slot of `max_connections`. A missing pong is not an error (clients that
+    /// only read when they `get`, like this crate's, answer pings late). `None`: never ping.
+    pub ping_interval: Option<Duration>,
     /// The clock expiry reads; [`Clock::manual`] makes retention testable without sleeping.
     pub clock: Clock,
 }
@@ -81,6 +87,7 @@ impl Default for ServerConfig {
             max_connections: 1024,
             allow_shutdown: ShutdownPolicy::LoopbackOnly,
             write_timeout: Duration::from_secs(30),
+            ping_interval: Some(Duration::from_secs(30)),
             clock: Clock::system(),
         }
     }
@@ -313,8 +320,11 @@ async fn sweep(shared: Arc<Shared>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if shared.store.send(Command::Sweep).await.is_err() {
-            return;
+        let store = shared.store.clone();
+        match tokio::task::spawn_blocking(move || store.sweep()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("sweep failed: {e}"),
+            Err(_) => return,
         }
     }
 }
@@ -382,6 +392,7 @@ async fn entry(
                 peer,
                 start_id,
                 cursors: HashMap::new(),
+                stashed: None,
             }
             .run()
             .await;
@@ -408,7 +419,14 @@ struct Connection {
     start_id: i64,
     /// The id of the last message read, per topic (absent: `start_id`).
     cursors: HashMap<String, i64>,
+    /// An event read ahead while collecting puts, to handle next.
+    stashed: Option<Option<Result<Message, axum::Error>>>,
 }
+
+/// The most puts sent to the store as one command.
+const PUT_BATCH: usize = 256;
+/// Puts stop being collected into one command beyond this many bytes of text.
+const PUT_BATCH_BYTES: usize = 1 << 20;
 
 /// What to do after a frame.
 enum Next {
@@ -420,14 +438,37 @@ impl Connection {
     async fn run(mut self) {
         let mut stop = self.shared.handle.inner.stop.subscribe();
         tracing::debug!("{}: connected", self.peer);
+        let ping_interval = self.shared.config.ping_interval;
         loop {
-            let received = tokio::select! {
-                biased;
-                () = async { drop(stop.wait_for(|s| *s).await) } => {
-                    self.close(format::CLOSE_GOING_AWAY, "server shutting down").await;
-                    break;
+            let idle = async {
+                match ping_interval {
+                    Some(every) => tokio::time::sleep(every).await,
+                    None => std::future::pending().await,
                 }
-                received = self.socket.recv() => received,
+            };
+            let received = match self.stashed.take() {
+                Some(event) => event,
+                None => tokio::select! {
+                    biased;
+                    () = async { drop(stop.wait_for(|s| *s).await) } => {
+                        self.close(format::CLOSE_GOING_AWAY, "server shutting down").await;
+                        break;
+                    }
+                    received = self.socket.recv() => received,
+                    () = idle => {
+                        let ping = Message::Ping(axum::body::Bytes::from_static(b"dsmq"));
+                        let sent = tokio::time::timeout(
+                            self.shared.config.write_timeout,
+                            self.socket.send(ping),
+                        )
+                        .await;
+                        if !matches!(sent, Ok(Ok(()))) {
+                            tracing::debug!("{}: ping failed; connection dropped", self.peer);
+                            break;
+                        }
+                        continue;
+                    }
+                },
             };
             let next = match received {
                 None => break,
@@ -488,16 +529,38 @@ impl Connection {
             Ok(r) => r,
             Err(e) => return self.bad_frame(frame, &e),
         };
-        let store = &self.shared.store;
         match request {
             Req::Put { topic, message } => {
-                if let Err(e) = store
-                    .send(Command::Put {
-                        topic,
-                        body: message,
-                    })
-                    .await
-                {
+                // Consecutive puts that have already arrived go to the store as one
+                // command (one channel send, one transaction). Whatever else arrives is
+                // kept for the main loop, so frames are still handled strictly in order.
+                let mut puts = vec![(topic, message)];
+                let mut bytes = 0;
+                while puts.len() < PUT_BATCH && bytes < PUT_BATCH_BYTES {
+                    let Some(event) = self.socket.recv().now_or_never() else {
+                        break;
+                    };
+                    let decoded = match &event {
+                        Some(Ok(Message::Text(t))) => format::decode_request(t.as_str().as_bytes()),
+                        Some(Ok(Message::Binary(b))) => format::decode_request(b),
+                        _ => {
+                            self.stashed = Some(event);
+                            break;
+                        }
+                    };
+                    match decoded {
+                        Ok(Req::Put { topic, message }) => {
+                            bytes += message.len();
+                            puts.push((topic, message));
+                        }
+                        _ => {
+                            // Handled (and its error reported) by the main loop.
+                            self.stashed = Some(event);
+                            break;
+                        }
+                    }
+                }
+                if let Err(e) = self.shared.store.put(puts) {
                     return self.store_failed(&e);
                 }
                 Next::Continue
@@ -531,7 +594,7 @@ impl Connection {
 
     async fn get(&mut self, topic: String, latest: bool) -> Next {
         let after = self.cursors.get(&topic).copied().unwrap_or(self.start_id);
-        let found = match self.shared.store.get(topic.clone(), after, latest).await {
+        let found = match self.shared.store.get(&topic, after, latest) {
             Ok(found) => found,
             Err(e) => return self.store_failed(&e),
         };
@@ -574,10 +637,7 @@ impl Connection {
     }
 
     fn store_failed(&self, e: &Error) -> Next {
-        self.shared
-            .metrics
-            .store_errors
-            .fetch_add(1, Ordering::Relaxed);
+        // Counted in `dsmq_store_errors_total` by the store.
         tracing::error!("{}: {e}", self.peer);
         Next::Close(format::CLOSE_INTERNAL, format!("internal error: {e}"))
     }

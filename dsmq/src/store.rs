@@ -1,17 +1,18 @@
-//! The message store: one in-memory SQLite connection owned by one thread.
+//! The message store: one in-memory SQLite connection, the only one, behind a mutex.
 //!
-//! Connection tasks send [`Command`]s through a bounded channel; the store thread runs them
-//! strictly in arrival order (so a `put` followed by a `get` on one connection sees the put),
-//! several per transaction when the channel is busy. Ordering is by the `INTEGER PRIMARY KEY`
-//! (a sequence number), never by the clock; the clock only decides expiry.
+//! Every operation holds the lock for one short statement (a batch of puts in one
+//! transaction, one indexed lookup, or a bounded chunk of the sweep), so connection tasks
+//! call it directly: no lock errors (one connection), no thread hop on the request path, and
+//! a connection's frames are still handled strictly in order (a `put` followed by a `get`
+//! on one connection sees the put). Ordering is by the `INTEGER PRIMARY KEY`, a sequence
+//! number assigned here, never by the clock; the clock only decides expiry.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, params};
-use tokio::sync::{mpsc, oneshot};
 
 use crate::metrics::Metrics;
 
@@ -74,40 +75,19 @@ pub(crate) struct Limits {
     pub(crate) max_messages_per_topic: usize,
 }
 
-/// One request to the store thread.
-#[derive(Debug)]
-pub(crate) enum Command {
-    Put {
-        topic: String,
-        body: String,
-    },
-    /// The first (or, with `latest`, the last) eligible message of `topic` with an id
-    /// above `after`: its id and text.
-    Get {
-        topic: String,
-        after: i64,
-        latest: bool,
-        reply: oneshot::Sender<Result<Option<(i64, String)>, String>>,
-    },
-    /// Delete expired messages.
-    Sweep,
-}
-
-/// The handle connection tasks use.
+/// The handle connection tasks use; clones share the store.
 #[derive(Debug, Clone)]
 pub(crate) struct Store {
-    tx: mpsc::Sender<Command>,
+    worker: Arc<Mutex<Worker>>,
     /// The largest id stored so far: a new connection may read only above it.
     last_id: Arc<AtomicI64>,
 }
 
-/// Capacity of the command channel: a slow store slows senders down (backpressure).
-const CHANNEL: usize = 1024;
-/// The most commands run in one transaction.
-const BATCH: usize = 256;
+/// The most expired rows deleted under one hold of the lock.
+const SWEEP_CHUNK: usize = 1000;
 
 impl Store {
-    /// Opens the in-memory database and starts the store thread.
+    /// Opens the in-memory database.
     pub(crate) fn start(
         limits: Limits,
         clock: Clock,
@@ -119,16 +99,16 @@ impl Store {
              PRAGMA synchronous = OFF;
              PRAGMA temp_store = MEMORY;
              CREATE TABLE messages (
-                 id INTEGER PRIMARY KEY AUTOINCREMENT,
+                 id INTEGER PRIMARY KEY,
                  topic TEXT NOT NULL,
                  body TEXT NOT NULL,
                  stored_at REAL NOT NULL
              );
-             CREATE INDEX messages_topic_id ON messages (topic, id);",
+             CREATE INDEX messages_topic_id ON messages (topic, id);
+             CREATE INDEX messages_stored_at ON messages (stored_at);",
         )?;
-        let (tx, rx) = mpsc::channel(CHANNEL);
         let last_id = Arc::new(AtomicI64::new(0));
-        let mut worker = Worker {
+        let worker = Worker {
             db,
             limits,
             clock,
@@ -138,10 +118,16 @@ impl Store {
             bytes: 0,
             count: 0,
         };
-        std::thread::Builder::new()
-            .name("dsmq-store".into())
-            .spawn(move || worker.run(rx))?;
-        Ok(Store { tx, last_id })
+        Ok(Store {
+            worker: Arc::new(Mutex::new(worker)),
+            last_id,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Worker> {
+        // A panic while holding the lock leaves SQLite consistent (each statement is
+        // atomic); keep serving.
+        self.worker.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The largest id stored so far.
@@ -149,36 +135,63 @@ impl Store {
         self.last_id.load(Ordering::SeqCst)
     }
 
-    /// Sends a command, waiting for room in the channel.
-    pub(crate) async fn send(&self, cmd: Command) -> crate::Result<()> {
-        self.tx
-            .send(cmd)
-            .await
-            .map_err(|_| crate::Error::Store("the store thread has stopped".into()))
+    /// Stores `puts` (topic, text) in order, in one transaction.
+    pub(crate) fn put(&self, puts: Vec<(String, String)>) -> crate::Result<()> {
+        let mut worker = self.lock();
+        let in_txn = puts.len() > 1;
+        if in_txn {
+            worker.db.execute_batch("BEGIN")?;
+        }
+        let mut result = Ok(());
+        for (topic, body) in puts {
+            if let Err(e) = worker.put(topic, body) {
+                result = Err(e);
+                break;
+            }
+        }
+        if in_txn {
+            // What was inserted before a failure stays: it was accepted in order.
+            let committed = worker.db.execute_batch("COMMIT");
+            if result.is_ok() {
+                result = committed;
+            }
+        }
+        worker.publish_gauges();
+        result.map_err(|e| {
+            worker.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
+            crate::Error::from(e)
+        })
     }
 
-    /// Runs a get and waits for its answer.
-    pub(crate) async fn get(
+    /// The first (or, with `latest`, the last) eligible message of `topic` with an id above
+    /// `after`: its id and text.
+    pub(crate) fn get(
         &self,
-        topic: String,
+        topic: &str,
         after: i64,
         latest: bool,
     ) -> crate::Result<Option<(i64, String)>> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Command::Get {
-            topic,
-            after,
-            latest,
-            reply,
+        let worker = self.lock();
+        worker.get(topic, after, latest).map_err(|e| {
+            worker.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
+            crate::Error::from(e)
         })
-        .await?;
-        answer
-            .await
-            .map_err(|_| crate::Error::Store("the store thread has stopped".into()))?
-            .map_err(crate::Error::Store)
+    }
+
+    /// Deletes every expired message, a chunk per hold of the lock.
+    pub(crate) fn sweep(&self) -> crate::Result<()> {
+        loop {
+            let mut worker = self.lock();
+            let deleted = worker.sweep(SWEEP_CHUNK)?;
+            worker.publish_gauges();
+            if deleted < SWEEP_CHUNK as u64 {
+                return Ok(());
+            }
+        }
     }
 }
 
+#[derive(Debug)]
 struct Worker {
     db: Connection,
     limits: Limits,
@@ -194,27 +207,6 @@ struct Worker {
 }
 
 impl Worker {
-    fn run(&mut self, mut rx: mpsc::Receiver<Command>) {
-        while let Some(first) = rx.blocking_recv() {
-            let mut batch = vec![first];
-            while batch.len() < BATCH {
-                match rx.try_recv() {
-                    Ok(cmd) => batch.push(cmd),
-                    Err(_) => break,
-                }
-            }
-            let in_txn = batch.len() > 1 && self.db.execute_batch("BEGIN").is_ok();
-            for cmd in batch {
-                self.handle(cmd);
-            }
-            if in_txn && let Err(e) = self.db.execute_batch("COMMIT") {
-                tracing::error!("store: commit failed: {e}");
-            }
-            self.publish_gauges();
-        }
-        tracing::debug!("store thread stopped");
-    }
-
     fn publish_gauges(&self) {
         self.metrics
             .messages_stored
@@ -224,52 +216,31 @@ impl Worker {
             .store(self.bytes as u64, Ordering::Relaxed);
     }
 
-    fn handle(&mut self, cmd: Command) {
-        match cmd {
-            Command::Put { topic, body } => {
-                if let Err(e) = self.put(topic, body) {
-                    // A put has no reply: log and count it; the message is not stored.
-                    tracing::error!("store: put failed: {e}");
-                    self.metrics.store_errors.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            Command::Get {
-                topic,
-                after,
-                latest,
-                reply,
-            } => {
-                let found = self.get(&topic, after, latest).map_err(|e| e.to_string());
-                let _ = reply.send(found);
-            }
-            Command::Sweep => {
-                if let Err(e) = self.sweep() {
-                    tracing::error!("store: sweep failed: {e}");
-                }
-            }
-        }
-    }
-
     fn put(&mut self, topic: String, body: String) -> rusqlite::Result<()> {
         let len = body.len();
         // Make room first: oldest of the topic, then oldest overall.
         let in_topic = self.per_topic.get(&topic).copied().unwrap_or(0);
         if in_topic >= self.limits.max_messages_per_topic {
-            let evicted = self.delete_rows(
-                "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE topic = ?1
-                 ORDER BY id LIMIT ?2) RETURNING topic, octet_length(body)",
-                params![
-                    topic,
-                    (in_topic + 1 - self.limits.max_messages_per_topic) as i64
-                ],
-            )?;
+            let excess = in_topic + 1 - self.limits.max_messages_per_topic;
+            let mut evicted = 0;
+            for _ in 0..excess {
+                let oldest: Option<i64> = self
+                    .db
+                    .prepare_cached("SELECT min(id) FROM messages WHERE topic = ?1")?
+                    .query_row(params![topic], |row| row.get(0))?;
+                let Some(oldest) = oldest else { break };
+                evicted += self.delete_rows(
+                    "DELETE FROM messages WHERE id = ?1 RETURNING topic, octet_length(body)",
+                    params![oldest],
+                )?;
+            }
             self.metrics
                 .evicted_total
                 .fetch_add(evicted, Ordering::Relaxed);
         }
         while self.count > 0 && self.bytes + len > self.limits.max_stored_bytes {
             let evicted = self.delete_rows(
-                "DELETE FROM messages WHERE id IN (SELECT id FROM messages ORDER BY id LIMIT 1)
+                "DELETE FROM messages WHERE id = (SELECT min(id) FROM messages)
                  RETURNING topic, octet_length(body)",
                 [],
             )?;
@@ -278,11 +249,13 @@ impl Worker {
                 .fetch_add(evicted, Ordering::Relaxed);
         }
         let now = self.clock.now();
-        let mut stmt = self
-            .db
-            .prepare_cached("INSERT INTO messages (topic, body, stored_at) VALUES (?1, ?2, ?3)")?;
-        stmt.execute(params![topic, body, now])?;
-        let id = self.db.last_insert_rowid();
+        // Ids are assigned here, strictly increasing for the life of the server (SQLite
+        // would reuse the ids of deleted rows; AUTOINCREMENT costs a table update per put).
+        let id = self.last_id.load(Ordering::Relaxed) + 1;
+        let mut stmt = self.db.prepare_cached(
+            "INSERT INTO messages (id, topic, body, stored_at) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        stmt.execute(params![id, topic, body, now])?;
         self.last_id.store(id, Ordering::SeqCst);
         *self.per_topic.entry(topic).or_insert(0) += 1;
         self.bytes += len;
@@ -333,11 +306,12 @@ impl Worker {
         .optional()
     }
 
-    fn sweep(&mut self) -> rusqlite::Result<()> {
+    fn sweep(&mut self, chunk: usize) -> rusqlite::Result<u64> {
         let oldest_alive = self.clock.now() - self.limits.ttl.as_secs_f64();
         let expired = self.delete_rows(
-            "DELETE FROM messages WHERE stored_at <= ?1 RETURNING topic, octet_length(body)",
-            params![oldest_alive],
+            "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE stored_at <= ?1
+             ORDER BY stored_at LIMIT ?2) RETURNING topic, octet_length(body)",
+            params![oldest_alive, chunk as i64],
         )?;
         if expired > 0 {
             tracing::debug!("store: {expired} expired messages deleted");
@@ -345,6 +319,6 @@ impl Worker {
         self.metrics
             .expired_total
             .fetch_add(expired, Ordering::Relaxed);
-        Ok(())
+        Ok(expired)
     }
 }

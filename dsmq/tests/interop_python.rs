@@ -472,3 +472,38 @@ fn python_server_replies_are_ours_byte_for_byte() {
         drop(child);
     }
 }
+
+/// The original closes the connection with 1011 ("internal error") on a frame that is not
+/// JSON, with no reason a client could act on; this server says 1007 and what was wrong.
+#[test]
+fn malformed_frames_python_says_1011_we_say_1007_with_a_reason() {
+    let close_of = |port: u16| -> (u16, String) {
+        let (mut ws, _) = tungstenite::connect(format!("ws://127.0.0.1:{port}/")).unwrap();
+        if let tungstenite::stream::MaybeTlsStream::Plain(tcp) = ws.get_ref() {
+            tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        }
+        ws.send(Message::Text("{not json".into())).unwrap();
+        loop {
+            match ws.read() {
+                Ok(Message::Close(Some(f))) => return (f.code.into(), f.reason.to_string()),
+                Ok(Message::Close(None)) => return (1005, String::new()),
+                Ok(_) => {}
+                Err(e) => panic!("no close frame: {e}"),
+            }
+        }
+    };
+    for version in VERSIONS {
+        let (_child, port, _dir) = python_server(version);
+        let (code, _) = close_of(port);
+        assert_eq!(code, 1011, "Python {version}");
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(support::TestServer::start(dsmq::ServerConfig::default()));
+    let (code, reason) = close_of(server.port);
+    assert_eq!(code, 1007);
+    assert!(
+        reason.starts_with("invalid JSON: key must be a string"),
+        "{reason}"
+    );
+    rt.block_on(server.stop());
+}

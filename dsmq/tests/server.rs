@@ -423,3 +423,43 @@ fn the_blocking_client_needs_no_runtime() {
     );
     rt.block_on(server.stop());
 }
+
+/// Idle connections are pinged; a client that reads only when it asks still works after
+/// many pings, and a raw client sees the pings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_pinged_and_stay_usable() {
+    let server = TestServer::start(ServerConfig {
+        ping_interval: Some(Duration::from_millis(10)),
+        ..ServerConfig::default()
+    })
+    .await;
+    let mut raw = server.raw().await;
+    use futures_util::StreamExt;
+    let first = tokio::time::timeout(Duration::from_secs(20), raw.next())
+        .await
+        .expect("a ping within 20 s");
+    assert!(
+        matches!(
+            first,
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Ping(_)))
+        ),
+        "{first:?}"
+    );
+    let mut reader = server.client().await;
+    let mut writer = server.client().await;
+    // Let several pings queue up unread on both clients.
+    while server.metric("dsmq_connections") != 3 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    writer.put("t", "after pings").await.unwrap();
+    assert_eq!(
+        reader
+            .get_wait("t", Duration::from_secs(20))
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("after pings")
+    );
+    server.stop().await;
+}
