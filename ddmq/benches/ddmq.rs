@@ -38,7 +38,9 @@ fn scratch() -> tempfile::TempDir {
 fn config() -> Criterion {
     let c = Criterion::default().configure_from_args();
     if quick() {
-        c.warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(2)).sample_size(10)
+        c.warm_up_time(Duration::from_millis(300))
+            .measurement_time(Duration::from_secs(2))
+            .sample_size(10)
     } else {
         c.sample_size(10)
     }
@@ -61,7 +63,9 @@ fn publish_consume(c: &mut Criterion) {
                 broker.create_queue("q").unwrap();
                 let t = Instant::now();
                 for i in 0..n {
-                    broker.publish("q", format!("message {i}"), &PublishOptions::new()).unwrap();
+                    broker
+                        .publish("q", format!("message {i}"), &PublishOptions::new())
+                        .unwrap();
                 }
                 for _ in 0..n {
                     for d in broker.consume("q", 1).unwrap() {
@@ -77,12 +81,21 @@ fn publish_consume(c: &mut Criterion) {
     });
     g.finish();
     let rust = mean(&samples.borrow());
-    println!("publish_consume: rust {n}+{n} in {:.3} s = {:.0} pairs/s", rust, n as f64 / rust);
-    let python = std::env::var_os("DDMQ_BENCH_PYTHON").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tmp/ddmq-py38/venv/bin/python")
-    });
+    println!(
+        "publish_consume: rust {n}+{n} in {:.3} s = {:.0} pairs/s",
+        rust,
+        n as f64 / rust
+    );
+    let python = std::env::var_os("DDMQ_BENCH_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tmp/ddmq-py38/venv/bin/python")
+        });
     if !python.is_file() {
-        println!("publish_consume: no Python original at {} (run the interop tests first); ratio not measured", python.display());
+        println!(
+            "publish_consume: no Python original at {} (run the interop tests first); ratio not measured",
+            python.display()
+        );
         return;
     }
     let dir = scratch();
@@ -90,15 +103,29 @@ fn publish_consume(c: &mut Criterion) {
         "import ddmq, time\nb = ddmq.broker({:?}, create=True)\nb.create_queue('q')\nt = time.time()\nfor i in range({n}):\n    b.publish('q', 'message %d' % i)\nfor i in range({n}):\n    m = b.consume('q')\n    b.ack('q', m.filename)\nprint(time.time() - t)\n",
         dir.path().display().to_string()
     );
-    let out = std::process::Command::new(&python).args(["-c", &code]).env("PYTHONWARNINGS", "ignore").output().unwrap();
-    let py: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(f64::NAN);
-    println!("publish_consume: python original {n}+{n} in {py:.3} s; rust is {:.0}x faster", py / rust);
+    let out = std::process::Command::new(&python)
+        .args(["-c", &code])
+        .env("PYTHONWARNINGS", "ignore")
+        .output()
+        .unwrap();
+    let py: f64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(f64::NAN);
+    println!(
+        "publish_consume: python original {n}+{n} in {py:.3} s; rust is {:.0}x faster",
+        py / rust
+    );
 }
 
 fn floor_once(dir: &Path, i: usize, bytes: &[u8]) -> Duration {
     let t = Instant::now();
     let tmp = dir.join(format!(".floor.{i}"));
-    let mut f = File::options().write(true).create_new(true).open(&tmp).unwrap();
+    let mut f = File::options()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .unwrap();
     f.write_all(bytes).unwrap();
     f.sync_data().unwrap();
     fs::rename(&tmp, dir.join(format!("floor.{i}"))).unwrap();
@@ -110,10 +137,23 @@ fn durable_publish(c: &mut Criterion) {
     let dir = scratch();
     let floor_dir = dir.path().join("floor");
     fs::create_dir_all(&floor_dir).unwrap();
-    let broker = Broker::open_with(dir.path(), BrokerOptions::default().create(true).durability(Durability::Fsync)).unwrap();
+    let broker = Broker::open_with(
+        dir.path(),
+        BrokerOptions::default()
+            .create(true)
+            .durability(Durability::Fsync),
+    )
+    .unwrap();
     broker.create_queue("q").unwrap();
     let body = "x".repeat(64);
-    let sample = ddmq::Message::decode(&broker.publish("q", body.as_str(), &PublishOptions::new()).unwrap().encode()).unwrap().encode();
+    let sample = ddmq::Message::decode(
+        &broker
+            .publish("q", body.as_str(), &PublishOptions::new())
+            .unwrap()
+            .encode(),
+    )
+    .unwrap()
+    .encode();
     let (ours, floor) = (RefCell::new(Vec::new()), RefCell::new(Vec::new()));
     let mut i = 0;
     let mut g = c.benchmark_group("durable_publish");
@@ -124,7 +164,13 @@ fn durable_publish(c: &mut Criterion) {
                 i += 1;
                 floor.borrow_mut().push(floor_once(&floor_dir, i, &sample));
                 let t = Instant::now();
-                broker.publish("q", body.as_str(), &PublishOptions::new().skip_cleaning(true)).unwrap();
+                broker
+                    .publish(
+                        "q",
+                        body.as_str(),
+                        &PublishOptions::new().skip_cleaning(true),
+                    )
+                    .unwrap();
                 let e = t.elapsed();
                 ours.borrow_mut().push(e);
                 total += e;

@@ -883,7 +883,9 @@ impl Broker {
                 self.rescan(&qs, &mut idx)?;
                 rescanned = true;
             }
-            let Some(key) = idx.keys.pop_first() else { break };
+            let Some(key) = idx.keys.pop_first() else {
+                break;
+            };
             if let Some(d) = self.claim(&qs, &settings, &mut idx, &key.name)? {
                 out.push(d);
             }

@@ -129,11 +129,11 @@ fn defect_2_no_reader_ever_sees_a_partial_message() {
     while !writer.is_finished() || seen == 0 {
         for e in fs::read_dir(&qdir).unwrap() {
             let name = e.unwrap().file_name().into_string().unwrap();
-            if format::is_message_file(&name) {
-                if let Ok(bytes) = fs::read(qdir.join(&name)) {
-                    ddmq::Message::decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
-                    seen += 1;
-                }
+            if format::is_message_file(&name)
+                && let Ok(bytes) = fs::read(qdir.join(&name))
+            {
+                ddmq::Message::decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+                seen += 1;
             }
         }
     }

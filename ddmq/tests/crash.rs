@@ -110,7 +110,7 @@ fn child(role: &str) -> ExitCode {
                 for d in batch {
                     let body = d.message.text();
                     let n: u64 = body.rsplit('-').next().unwrap().parse().unwrap();
-                    if d.message.requeue_counter == 0 && n % 50 == 0 {
+                    if d.message.requeue_counter == 0 && n.is_multiple_of(50) {
                         std::mem::forget(d);
                         continue;
                     }
