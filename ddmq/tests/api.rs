@@ -20,6 +20,23 @@ fn quiet() -> PublishOptions {
     PublishOptions::new().skip_cleaning(true)
 }
 
+/// Runs `f` in `k` threads at once, each with a broker of its own (separate indexes, as
+/// separate processes have); returns their results.
+fn on_brokers<T: Send + 'static>(root: &Path, k: usize, f: fn(Broker) -> T) -> Vec<T> {
+    let barrier = Arc::new(Barrier::new(k));
+    let threads: Vec<_> = (0..k)
+        .map(|_| {
+            let b = Broker::open(root, false).unwrap();
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                barrier.wait();
+                f(b)
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
 fn bodies(ds: &[ddmq::Delivery]) -> Vec<String> {
     ds.iter().map(|d| d.message.text()).collect()
 }
@@ -148,34 +165,23 @@ fn defect_3_concurrent_consumers_claim_each_message_once() {
     for i in 0..2000 {
         b.publish("q", format!("m{i}"), &quiet()).unwrap();
     }
-    let barrier = Arc::new(Barrier::new(8));
-    let threads: Vec<_> = (0..8)
-        .map(|_| {
-            let root = dir.path().to_owned();
-            let barrier = Arc::clone(&barrier);
-            std::thread::spawn(move || {
-                // A broker each: separate indexes, as separate processes have.
-                let b = Broker::open(&root, false).unwrap();
-                barrier.wait();
-                let mut got = Vec::new();
-                loop {
-                    let batch = b.consume("q", 3).unwrap();
-                    if batch.is_empty() {
-                        break;
-                    }
-                    for d in batch {
-                        got.push(d.message.text());
-                        assert_eq!(d.ack().unwrap(), AckOutcome::Deleted);
-                    }
-                }
-                got
-            })
-        })
-        .collect();
-    let all: Vec<String> = threads
-        .into_iter()
-        .flat_map(|t| t.join().unwrap())
-        .collect();
+    let all: Vec<String> = on_brokers(dir.path(), 8, |b| {
+        let mut got = Vec::new();
+        loop {
+            let batch = b.consume("q", 3).unwrap();
+            if batch.is_empty() {
+                break;
+            }
+            for d in batch {
+                got.push(d.message.text());
+                assert_eq!(d.ack().unwrap(), AckOutcome::Deleted);
+            }
+        }
+        got
+    })
+    .into_iter()
+    .flatten()
+    .collect();
     let distinct: HashSet<&String> = all.iter().collect();
     assert_eq!(all.len(), 2000, "duplicates or losses");
     assert_eq!(distinct.len(), 2000);
@@ -200,19 +206,9 @@ fn defect_7_concurrent_cleaners_requeue_each_message_once() {
     let dir = tempfile::tempdir().unwrap();
     let b = broker(dir.path());
     expired_claims(&b, 500, &quiet().requeue(Requeue::Yes));
-    let barrier = Arc::new(Barrier::new(8));
-    let threads: Vec<_> = (0..8)
-        .map(|_| {
-            let root = dir.path().to_owned();
-            let barrier = Arc::clone(&barrier);
-            std::thread::spawn(move || {
-                let b = Broker::open(&root, false).unwrap();
-                barrier.wait();
-                b.clean("q", true).unwrap().requeued
-            })
-        })
-        .collect();
-    let requeued: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    let requeued: usize = on_brokers(dir.path(), 8, |b| b.clean("q", true).unwrap().requeued)
+        .into_iter()
+        .sum();
     assert_eq!(requeued, 500);
     let v = &b.view(None).unwrap()[0];
     assert_eq!((v.waiting, v.at_work), (500, 0));
