@@ -345,7 +345,19 @@ struct QueueState {
     dir: PathBuf,
     work: PathBuf,
     index: Mutex<Index>,
-    settings: Mutex<Option<(FileStamp, FileStamp, Settings)>>,
+    settings: Mutex<Option<SettingsCache>>,
+    /// Seen complete once (`ddmq.yaml` and `work/`); a later removal surfaces when the
+    /// settings file is checked, which every publish and consume does.
+    valid: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Debug)]
+struct SettingsCache {
+    root: FileStamp,
+    queue: FileStamp,
+    settings: Settings,
+    /// The queue file has all five keys: the root file cannot change the settings.
+    complete: bool,
 }
 
 #[derive(Debug, Default)]
@@ -516,6 +528,7 @@ impl Broker {
             dir,
             index: Mutex::new(Index::default()),
             settings: Mutex::new(None),
+            valid: std::sync::atomic::AtomicBool::new(false),
         });
         queues.insert(name.to_owned(), Arc::clone(&q));
         Ok(q)
@@ -524,6 +537,9 @@ impl Broker {
     /// A queue that exists (or is created, with [`BrokerOptions::create`]).
     fn existing(&self, name: &str) -> Result<Arc<QueueState>> {
         let qs = self.queue(name)?;
+        if qs.valid.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(qs);
+        }
         if !self.is_queue(&qs.dir) {
             if self.inner.opts.create {
                 self.create_queue(name).or_else(|e| match e {
@@ -536,6 +552,7 @@ impl Broker {
                 });
             }
         }
+        qs.valid.store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(qs)
     }
 
@@ -693,29 +710,43 @@ impl Broker {
     fn queue_settings(&self, qs: &QueueState) -> Result<Settings> {
         let root_path = self.inner.root.join("ddmq.yaml");
         let q_path = qs.dir.join("ddmq.yaml");
-        let root_stamp = stamp(&root_path).map_err(io("stat", &root_path))?;
-        let q_stamp = stamp(&q_path).map_err(io("stat", &q_path))?;
+        let mut q_stamp = stamp(&q_path).map_err(io("stat", &q_path))?;
         if q_stamp.is_none() {
-            return Err(Error::QueueMissing {
-                path: qs.dir.clone(),
-            });
+            // Removed since we last saw it: check again (and create it, as the original
+            // does, with `create`).
+            qs.valid.store(false, std::sync::atomic::Ordering::Relaxed);
+            self.existing(&qs.name)?;
+            q_stamp = stamp(&q_path).map_err(io("stat", &q_path))?;
+            if q_stamp.is_none() {
+                return Err(Error::QueueMissing {
+                    path: qs.dir.clone(),
+                });
+            }
         }
         let mut cache = lock(&qs.settings);
-        if let Some((r, q, s)) = &*cache
-            && *r == root_stamp
-            && *q == q_stamp
+        if let Some(c) = &*cache
+            && c.queue == q_stamp
+            && (c.complete || c.root == stamp(&root_path).map_err(io("stat", &root_path))?)
         {
-            return Ok(s.clone());
+            return Ok(c.settings.clone());
         }
+        let root_stamp = stamp(&root_path).map_err(io("stat", &root_path))?;
         let mut s = Settings::default();
+        let mut complete = false;
         for path in [&root_path, &q_path] {
-            s.apply(&read_settings_file(path)?)
-                .map_err(|e| Error::Settings {
-                    path: path.clone(),
-                    detail: e.0,
-                })?;
+            let file = read_settings_file(path)?;
+            complete = Settings::KEYS.iter().all(|k| file.contains_key(*k));
+            s.apply(&file).map_err(|e| Error::Settings {
+                path: path.clone(),
+                detail: e.0,
+            })?;
         }
-        *cache = Some((root_stamp, q_stamp, s.clone()));
+        *cache = Some(SettingsCache {
+            root: root_stamp,
+            queue: q_stamp,
+            settings: s.clone(),
+            complete,
+        });
         Ok(s)
     }
 
@@ -965,7 +996,7 @@ impl Broker {
         let path = qs.work.join(&claimed);
         let mut m = None;
         for attempt in 0..4 {
-            let bytes = match fs::read(&path) {
+            let bytes = match read_small(&path) {
                 Ok(b) => b,
                 Err(e) if not_found(&e) => return Ok(None),
                 Err(e) => return Err(io("read", &path)(e)),
@@ -1295,6 +1326,14 @@ impl Broker {
             AckOutcome::Missing => {}
         }
     }
+}
+
+/// Reads a whole file without asking its size first (messages are small; one syscall less).
+fn read_small(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::with_capacity(1024);
+    fs::File::open(path)?.read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 fn read_settings_file(path: &Path) -> Result<SettingsFile> {
