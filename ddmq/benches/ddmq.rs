@@ -2,7 +2,7 @@
 //!
 //! | group | crate | baseline |
 //! | --- | --- | --- |
-//! | `publish_consume` | publish N, then consume and ack N (non-durable, defaults) | the Python original doing the same (its documented experiment), when its venv exists |
+//! | `publish_consume` | publish N, then consume and ack N (non-durable, defaults) | the raw file operations of the same work (temp + rename in; rename, read, unlink out), and the Python original doing the same (its documented experiment) when its venv exists |
 //! | `durable_publish` | `publish` with `Durability::Fsync` | write a temp file + `fdatasync` + `rename` + `fsync` of the directory, interleaved call by call |
 //! | `consume_backlog` | `consume(1)` + `ack` with 100 waiting | the same with 100,000 waiting |
 //!
