@@ -56,12 +56,14 @@
 //! |---|---|---|
 //! | `mem://NAME` | [`mem`] (this crate) | available (feature `mem`, default) |
 //! | `duraqueue:///PATH?size=8MiB` | `duraqueue` | available (feature `duraqueue`) |
-//! | `dmq://`, `ddmq://`, `dsmq://`, `shmq://`, `amqp://` | the workspace's backends | adapters not implemented yet: [`Error::BackendUnavailable`] |
+//! | `ddmq:///ROOT/QUEUE?durability=fsync` | `ddmq` | available (feature `ddmq`) |
+//! | `dmq://`, `dsmq://`, `shmq://`, `amqp://` | the workspace's backends | adapters not implemented yet: [`Error::BackendUnavailable`] |
 //!
 //! ## Features
 //!
 //! - `mem` (default): the in-process backend.
 //! - `duraqueue`: the `duraqueue://` adapter.
+//! - `ddmq`: the `ddmq://` adapter.
 //! - `tokio`: [`AsyncProducer`] / [`AsyncConsumer`] and the [`Offload`] adapter.
 //! - `conformance`: the public conformance suite [`conformance`], for any backend.
 
@@ -72,7 +74,7 @@ mod open;
 mod traits;
 mod types;
 
-#[cfg(feature = "duraqueue")]
+#[cfg(any(feature = "duraqueue", feature = "ddmq"))]
 mod adapter;
 #[cfg(feature = "tokio")]
 mod asynchronous;
