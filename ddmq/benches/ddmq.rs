@@ -79,12 +79,50 @@ fn publish_consume(c: &mut Criterion) {
             total
         })
     });
+    // The file-system floor of the same work: per message a temporary file written and
+    // renamed in, then renamed into work/, read and unlinked (no JSON, no index, no checks).
+    let floor_samples = RefCell::new(Vec::new());
+    g.bench_function(format!("floor_{n}"), |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let dir = scratch();
+                let work = dir.path().join("work");
+                fs::create_dir(&work).unwrap();
+                let body = [b'x'; 250];
+                let t = Instant::now();
+                for i in 0..n {
+                    let tmp = dir.path().join(format!(".tmp.{i}"));
+                    let mut f = File::options()
+                        .write(true)
+                        .create_new(true)
+                        .open(&tmp)
+                        .unwrap();
+                    f.write_all(&body).unwrap();
+                    drop(f);
+                    fs::rename(&tmp, dir.path().join(format!("999.{i}.ddmqx"))).unwrap();
+                }
+                for i in 0..n {
+                    let claimed = work.join(format!("1.999.{i}.ddmqx"));
+                    fs::rename(dir.path().join(format!("999.{i}.ddmqx")), &claimed).unwrap();
+                    std::hint::black_box(fs::read(&claimed).unwrap());
+                    fs::remove_file(&claimed).unwrap();
+                }
+                let e = t.elapsed();
+                floor_samples.borrow_mut().push(e);
+                total += e;
+            }
+            total
+        })
+    });
     g.finish();
     let rust = mean(&samples.borrow());
+    let floor = mean(&floor_samples.borrow());
     println!(
-        "publish_consume: rust {n}+{n} in {:.3} s = {:.0} pairs/s",
-        rust,
-        n as f64 / rust
+        "publish_consume: rust {n}+{n} in {rust:.3} s = {:.0} pairs/s; file-system floor {floor:.3} s = {:.0} pairs/s; rust takes {:.2}x the floor's time",
+        n as f64 / rust,
+        n as f64 / floor,
+        rust / floor
     );
     let python = std::env::var_os("DDMQ_BENCH_PYTHON")
         .map(PathBuf::from)
