@@ -49,6 +49,10 @@ pub struct BrokerOptions {
     /// A publisher's temporary file (`.tmp.*`) older than this is taken to belong to a dead
     /// publisher and is removed by the next clean.
     pub temp_grace: Duration,
+    /// A `requeue_prio` setting of 0 means priority 0 (the top) for requeued copies, as the
+    /// original's documentation says; by default 0 means the queue's `priority`, as the
+    /// original does.
+    pub requeue_zero_is_top: bool,
 }
 
 impl Default for BrokerOptions {
@@ -60,6 +64,7 @@ impl Default for BrokerOptions {
             auto_clean: true,
             reap_grace: Duration::from_secs(60),
             temp_grace: Duration::from_secs(3600),
+            requeue_zero_is_top: false,
         }
     }
 }
@@ -93,6 +98,12 @@ impl BrokerOptions {
     #[must_use]
     pub fn reap_grace(mut self, grace: Duration) -> Self {
         self.reap_grace = grace;
+        self
+    }
+    /// Sets [`BrokerOptions::requeue_zero_is_top`].
+    #[must_use]
+    pub fn requeue_zero_is_top(mut self, yes: bool) -> Self {
+        self.requeue_zero_is_top = yes;
         self
     }
     /// Sets [`BrokerOptions::temp_grace`].
@@ -1160,7 +1171,9 @@ impl Broker {
             let settings = self.queue_settings(qs)?;
             let priority = match m.requeue {
                 Requeue::AtPriority(p) => p,
-                _ if settings.requeue_prio == 0 => settings.priority,
+                _ if settings.requeue_prio == 0 && !self.inner.opts.requeue_zero_is_top => {
+                    settings.priority
+                }
                 _ => settings.requeue_prio,
             };
             let release = how == Settle::Release;

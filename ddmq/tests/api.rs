@@ -283,6 +283,17 @@ fn requeued_copies_follow_the_rules() {
         panic!()
     };
     assert!(name.starts_with("999."), "{name}");
+    // Unless asked to read it as the original's documentation does: 0 is the top.
+    let top = Broker::open_with(
+        dir.path(),
+        BrokerOptions::default().requeue_zero_is_top(true),
+    )
+    .unwrap();
+    let d = top.consume("q", 1).unwrap().pop().unwrap();
+    let AckOutcome::Requeued { name } = d.nack(None).unwrap() else {
+        panic!()
+    };
+    assert!(name.starts_with("0."), "{name}");
     // ack never requeues; nack(Some(false)) deletes even a flagged message.
     let d = b.consume("q", 1).unwrap().pop().unwrap();
     assert_eq!(d.ack().unwrap(), AckOutcome::Deleted);
