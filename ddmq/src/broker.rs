@@ -765,10 +765,10 @@ impl Broker {
     /// read-modify-write under an exclusive `flock` of the directory, written to a unique
     /// temporary file and renamed over the old one (never an empty or partial file).
     pub fn update_settings(&self, q: Option<&str>, patch: &SettingsFile) -> Result<()> {
-        let dir = match q {
-            Some(q) => self.existing(q)?.dir.clone(),
-            None => self.inner.root.clone(),
-        };
+        let qs = q.map(|q| self.existing(q)).transpose()?;
+        let dir = qs
+            .as_ref()
+            .map_or_else(|| self.inner.root.clone(), |qs| qs.dir.clone());
         let handle = fs::File::open(&dir).map_err(io("open directory", &dir))?;
         handle.lock().map_err(io("flock", &dir))?;
         let path = dir.join("ddmq.yaml");
@@ -781,7 +781,16 @@ impl Broker {
             path: path.clone(),
             detail: e.0,
         })?;
-        self.write_settings_file(&dir, format::encode_settings(&current).as_bytes())
+        let before = dir_mtime(&dir);
+        self.write_settings_file(&dir, format::encode_settings(&current).as_bytes())?;
+        if let Some(qs) = qs {
+            // Our own change of the queue directory: the index stays current.
+            let mut idx = lock(&qs.index);
+            if before.is_some() && idx.mtime == before {
+                idx.mtime = dir_mtime(&dir);
+            }
+        }
+        Ok(())
         // The lock goes with `handle`.
     }
 
@@ -976,8 +985,8 @@ impl Broker {
         idx.mtime = Some(mtime);
         idx.scanned = Some(now);
         // A periodic rescan is only a safety net (a change within one tick of the
-        // directory's mtime clock can hide): it may cost at most 5% of the time.
-        idx.rescan_every = RESCAN.max(now.elapsed() * 20);
+        // directory's mtime clock can hide): it may cost about 1% of the time.
+        idx.rescan_every = RESCAN.max(now.elapsed() * 100);
         Ok(())
     }
 
