@@ -50,14 +50,46 @@ fn mean(v: &[Duration]) -> f64 {
     v.iter().map(Duration::as_secs_f64).sum::<f64>() / v.len().max(1) as f64
 }
 
+/// The file-system floor of publishing and consuming `n` messages: per message a temporary
+/// file written and renamed in, then renamed into `work/`, read and unlinked (no JSON, no
+/// index, no checks).
+fn floor_run(n: usize) -> Duration {
+    let dir = scratch();
+    let work = dir.path().join("work");
+    fs::create_dir(&work).unwrap();
+    let body = [b'x'; 250];
+    let t = Instant::now();
+    for i in 0..n {
+        let tmp = dir.path().join(format!(".tmp.{i}"));
+        let mut f = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .unwrap();
+        f.write_all(&body).unwrap();
+        drop(f);
+        fs::rename(&tmp, dir.path().join(format!("999.{i}.ddmqx"))).unwrap();
+    }
+    for i in 0..n {
+        let claimed = work.join(format!("1.999.{i}.ddmqx"));
+        fs::rename(dir.path().join(format!("999.{i}.ddmqx")), &claimed).unwrap();
+        std::hint::black_box(fs::read(&claimed).unwrap());
+        fs::remove_file(&claimed).unwrap();
+    }
+    t.elapsed()
+}
+
 fn publish_consume(c: &mut Criterion) {
     let n = n();
     let samples = RefCell::new(Vec::new());
+    let floor_samples = RefCell::new(Vec::new());
     let mut g = c.benchmark_group("publish_consume");
     g.bench_function(format!("rust_{n}"), |b| {
         b.iter_custom(|iters| {
             let mut total = Duration::ZERO;
             for _ in 0..iters {
+                // The floor runs right before, timed apart: the disk's speed drifts.
+                floor_samples.borrow_mut().push(floor_run(n));
                 let dir = scratch();
                 let broker = Broker::open(dir.path(), true).unwrap();
                 broker.create_queue("q").unwrap();
@@ -74,42 +106,6 @@ fn publish_consume(c: &mut Criterion) {
                 }
                 let e = t.elapsed();
                 samples.borrow_mut().push(e);
-                total += e;
-            }
-            total
-        })
-    });
-    // The file-system floor of the same work: per message a temporary file written and
-    // renamed in, then renamed into work/, read and unlinked (no JSON, no index, no checks).
-    let floor_samples = RefCell::new(Vec::new());
-    g.bench_function(format!("floor_{n}"), |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let dir = scratch();
-                let work = dir.path().join("work");
-                fs::create_dir(&work).unwrap();
-                let body = [b'x'; 250];
-                let t = Instant::now();
-                for i in 0..n {
-                    let tmp = dir.path().join(format!(".tmp.{i}"));
-                    let mut f = File::options()
-                        .write(true)
-                        .create_new(true)
-                        .open(&tmp)
-                        .unwrap();
-                    f.write_all(&body).unwrap();
-                    drop(f);
-                    fs::rename(&tmp, dir.path().join(format!("999.{i}.ddmqx"))).unwrap();
-                }
-                for i in 0..n {
-                    let claimed = work.join(format!("1.999.{i}.ddmqx"));
-                    fs::rename(dir.path().join(format!("999.{i}.ddmqx")), &claimed).unwrap();
-                    std::hint::black_box(fs::read(&claimed).unwrap());
-                    fs::remove_file(&claimed).unwrap();
-                }
-                let e = t.elapsed();
-                floor_samples.borrow_mut().push(e);
                 total += e;
             }
             total
