@@ -915,7 +915,8 @@ impl Broker {
     /// exactly one of any number of concurrent consumers (threads, processes, machines on a
     /// shared file system) wins; a lost race moves on to the next message. Waiting messages
     /// are kept in an in-memory index that is re-read from the directory only when it is
-    /// empty, when the directory changed behind this process's back, or once a second.
+    /// empty, when the directory changed behind this process's back, or now and then as a
+    /// safety net (at least a second apart, and at most about 1% of the time).
     pub fn consume_with(&self, q: &str, n: usize, o: &ConsumeOptions) -> Result<Vec<Delivery>> {
         let qs = self.existing(q)?;
         let settings = self.queue_settings(&qs)?;
