@@ -302,3 +302,35 @@ fn python2_publisher_rust_consumer_and_back() {
         "[('caf\\xc3\\xa9 0', 1), ('caf\\xc3\\xa9 1', 1), ('caf\\xc3\\xa9 2', 1), ('caf\\xc3\\xa9 3', 1), ('caf\\xc3\\xa9 4', 1)]"
     );
 }
+
+#[test]
+fn python_writing_in_place_never_makes_rust_deliver_a_partial_message() {
+    // The original creates the file under its final name and fills it in place; a tight
+    // Rust consumer must skip it until it is complete (never an error, never half a message).
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let b = Broker::open(&root, true).unwrap();
+    b.create_queue("q").unwrap();
+    const COUNT: usize = 20;
+    let code = format!(
+        "{}\nfor i in range({COUNT}):\n    b.publish('q', ('%02d' % i) * 500000, clean=False)\n",
+        prelude(&root)
+    );
+    let python = std::thread::spawn(move || py(&code));
+    let mut got = Vec::new();
+    let started = std::time::Instant::now();
+    while got.len() < COUNT && started.elapsed() < Duration::from_secs(120) {
+        for d in b.consume("q", 1).unwrap() {
+            got.push(d.message.text());
+            d.ack().unwrap();
+        }
+    }
+    python.join().unwrap();
+    assert_eq!(got.len(), COUNT);
+    for (i, text) in got.iter().enumerate() {
+        assert_eq!(text.len(), 1_000_000, "message {i} is partial");
+        assert_eq!(text, &text[..2].repeat(500_000));
+    }
+    let v = &b.view(None).unwrap()[0];
+    assert_eq!((v.waiting, v.at_work), (0, 0));
+}
