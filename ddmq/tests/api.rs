@@ -374,6 +374,12 @@ fn defect_4_bad_files_are_quarantined_and_never_wedge_the_queue() {
     assert!(quarantine.join("1.notanumber.ddmqx").is_file());
     // The young empty file may still be being written: left where it is.
     assert!(q.join("1.1000000000000000001.ddmqempty").is_file());
+    // Non-numeric entries in work/ are not ours to judge: a clean leaves them alone.
+    fs::write(q.join("work/later.5.6.ddmqx"), b"{}").unwrap();
+    fs::write(q.join("work/README"), b"notes").unwrap();
+    let r = b.clean("q", true).unwrap();
+    assert_eq!((r.requeued, r.deleted), (0, 0));
+    assert!(q.join("work/later.5.6.ddmqx").is_file() && q.join("work/README").is_file());
     // The quarantine is not a queue: listing and deleting are unaffected.
     assert_eq!(b.list_queues().unwrap(), ["q"]);
 }
