@@ -831,7 +831,7 @@ impl Broker {
         }
         let settings = self.queue_settings(&qs)?;
         if self.inner.opts.auto_clean && !o.skip_cleaning {
-            self.clean_queue(&qs, false)?;
+            self.clean_queue(&qs, false, &mut |_| {})?;
         }
         let body = body.into();
         let mut m = Message {
@@ -921,7 +921,7 @@ impl Broker {
         let qs = self.existing(q)?;
         let settings = self.queue_settings(&qs)?;
         if self.inner.opts.auto_clean && !o.skip_cleaning {
-            self.clean_queue(&qs, false)?;
+            self.clean_queue(&qs, false, &mut |_| {})?;
         }
         let mut out = Vec::new();
         let mut idx = lock(&qs.index);
@@ -1250,9 +1250,22 @@ impl Broker {
     /// Cleans `q`: expired claimed messages are requeued (flag set, under the limit) or
     /// deleted; then `cleaned` is written. Without `force`, runs only when the last clean
     /// is 60 s or more ago (the original's throttle).
+    /// Temporary files of dead publishers (older than [`BrokerOptions::temp_grace`]) are
+    /// removed too.
     pub fn clean(&self, q: &str, force: bool) -> Result<CleanReport> {
+        self.clean_with(q, force, &mut |_| {})
+    }
+
+    /// [`Broker::clean`], calling `progress` with the number of claimed files looked at so
+    /// far every 1000 files.
+    pub fn clean_with(
+        &self,
+        q: &str,
+        force: bool,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<CleanReport> {
         let qs = self.existing(q)?;
-        self.clean_queue(&qs, force)
+        self.clean_queue(&qs, force, progress)
     }
 
     /// Cleans every queue (throttled, as the original's `clean_all`).
@@ -1266,13 +1279,18 @@ impl Broker {
             .collect()
     }
 
-    fn clean_queue(&self, qs: &QueueState, force: bool) -> Result<CleanReport> {
+    fn clean_queue(
+        &self,
+        qs: &QueueState,
+        force: bool,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<CleanReport> {
         let settings = self.queue_settings(qs)?;
         let now = now_secs();
         if !force && settings.cleaned >= now.floor() as i64 - 60 {
             return Ok(CleanReport::default());
         }
-        let report = self.reap(qs)?;
+        let report = self.reap(qs, true, progress)?;
         let mut patch = SettingsFile::new();
         patch.insert("cleaned".into(), (now.floor() as i64).into());
         self.update_settings(Some(&qs.name), &patch)?;
@@ -1280,19 +1298,30 @@ impl Broker {
     }
 
     /// Requeues or deletes the expired claimed messages of `q` now, without the throttle
-    /// and without writing `cleaned` (the housekeeping of long-running consumers).
+    /// and without writing `cleaned` (the housekeeping of long-running consumers). It lists
+    /// `work/` only, so its cost does not grow with the number of waiting messages.
     pub fn reap_expired(&self, q: &str) -> Result<CleanReport> {
         let qs = self.existing(q)?;
-        self.reap(&qs)
+        self.reap(&qs, false, &mut |_| {})
     }
 
-    fn reap(&self, qs: &QueueState) -> Result<CleanReport> {
+    /// Settles the expired claims of `work/`; with `sweep`, also removes stale temporary
+    /// files of the queue directory (a listing of every waiting message).
+    fn reap(
+        &self,
+        qs: &QueueState,
+        sweep: bool,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<CleanReport> {
         let mut report = CleanReport {
             ran: true,
             ..CleanReport::default()
         };
         let now = now_secs();
-        for name in list(&qs.work)? {
+        for (seen, name) in list(&qs.work)?.into_iter().enumerate() {
+            if seen > 0 && seen.is_multiple_of(1000) {
+                progress(seen);
+            }
             if let Some(rest) = name.strip_prefix(REAP_PREFIX) {
                 // A reaper's file: finish it once its reaper must be dead.
                 let path = qs.work.join(&name);
@@ -1328,7 +1357,8 @@ impl Broker {
             let outcome = self.settle(qs, &name, Settle::Expired)?;
             self.tally(&mut report, outcome);
         }
-        for name in list(&qs.dir)? {
+        let names = if sweep { list(&qs.dir)? } else { Vec::new() };
+        for name in names {
             if name.starts_with(TMP_PREFIX) || name.starts_with(SETTINGS_TMP_PREFIX) {
                 let path = qs.dir.join(&name);
                 if fs::metadata(&path).is_ok_and(|m| age(&m) >= self.inner.opts.temp_grace)

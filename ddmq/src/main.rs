@@ -508,7 +508,12 @@ fn clean(a: &QueuesArgs) -> Out {
         if tty {
             eprint!("\rcleaning {q} ...");
         }
-        let report = b.clean(q, true).map_err(err)?;
+        let mut progress = |seen: usize| {
+            if tty {
+                eprint!("\rcleaning {q}: {seen} claimed messages looked at");
+            }
+        };
+        let report = b.clean_with(q, true, &mut progress).map_err(err)?;
         if tty {
             eprintln!(
                 "\rcleaning {q}: {} requeued, {} deleted, {} not expired",
