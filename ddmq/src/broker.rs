@@ -18,7 +18,8 @@ use crate::format::{
 /// A file younger than this that does not parse may still be being written (by Python,
 /// which fills message files in place): it is skipped, not quarantined.
 const YOUNG: Duration = Duration::from_secs(5);
-/// The in-memory index is re-read from the directory at least this often.
+/// The in-memory index is re-read from the directory at least this often (or less often
+/// when a re-read is slow).
 const RESCAN: Duration = Duration::from_secs(1);
 /// How long a claimed file that is still being written is left alone.
 const SKIP_FOR: Duration = Duration::from_secs(1);
@@ -48,6 +49,10 @@ pub struct BrokerOptions {
     /// A publisher's temporary file (`.tmp.*`) older than this is taken to belong to a dead
     /// publisher and is removed by the next clean.
     pub temp_grace: Duration,
+    /// A `requeue_prio` setting of 0 means priority 0 (the top) for requeued copies, as the
+    /// original's documentation says; by default 0 means the queue's `priority`, as the
+    /// original does.
+    pub requeue_zero_is_top: bool,
 }
 
 impl Default for BrokerOptions {
@@ -59,6 +64,7 @@ impl Default for BrokerOptions {
             auto_clean: true,
             reap_grace: Duration::from_secs(60),
             temp_grace: Duration::from_secs(3600),
+            requeue_zero_is_top: false,
         }
     }
 }
@@ -92,6 +98,12 @@ impl BrokerOptions {
     #[must_use]
     pub fn reap_grace(mut self, grace: Duration) -> Self {
         self.reap_grace = grace;
+        self
+    }
+    /// Sets [`BrokerOptions::requeue_zero_is_top`].
+    #[must_use]
+    pub fn requeue_zero_is_top(mut self, yes: bool) -> Self {
+        self.requeue_zero_is_top = yes;
         self
     }
     /// Sets [`BrokerOptions::temp_grace`].
@@ -344,7 +356,19 @@ struct QueueState {
     dir: PathBuf,
     work: PathBuf,
     index: Mutex<Index>,
-    settings: Mutex<Option<(FileStamp, FileStamp, Settings)>>,
+    settings: Mutex<Option<SettingsCache>>,
+    /// Seen complete once (`ddmq.yaml` and `work/`); a later removal surfaces when the
+    /// settings file is checked, which every publish and consume does.
+    valid: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Debug)]
+struct SettingsCache {
+    root: FileStamp,
+    queue: FileStamp,
+    settings: Settings,
+    /// The queue file has all five keys: the root file cannot change the settings.
+    complete: bool,
 }
 
 #[derive(Debug, Default)]
@@ -353,6 +377,11 @@ struct Index {
     mtime: Option<SystemTime>,
     scanned: Option<Instant>,
     skip: HashMap<String, Instant>,
+    rescan_every: Duration,
+}
+
+fn dir_mtime(dir: &Path) -> Option<SystemTime> {
+    fs::metadata(dir).and_then(|m| m.modified()).ok()
 }
 
 type FileStamp = Option<(SystemTime, u64, u64)>;
@@ -510,6 +539,7 @@ impl Broker {
             dir,
             index: Mutex::new(Index::default()),
             settings: Mutex::new(None),
+            valid: std::sync::atomic::AtomicBool::new(false),
         });
         queues.insert(name.to_owned(), Arc::clone(&q));
         Ok(q)
@@ -518,6 +548,9 @@ impl Broker {
     /// A queue that exists (or is created, with [`BrokerOptions::create`]).
     fn existing(&self, name: &str) -> Result<Arc<QueueState>> {
         let qs = self.queue(name)?;
+        if qs.valid.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(qs);
+        }
         if !self.is_queue(&qs.dir) {
             if self.inner.opts.create {
                 self.create_queue(name).or_else(|e| match e {
@@ -530,6 +563,7 @@ impl Broker {
                 });
             }
         }
+        qs.valid.store(true, std::sync::atomic::Ordering::Relaxed);
         Ok(qs)
     }
 
@@ -687,29 +721,43 @@ impl Broker {
     fn queue_settings(&self, qs: &QueueState) -> Result<Settings> {
         let root_path = self.inner.root.join("ddmq.yaml");
         let q_path = qs.dir.join("ddmq.yaml");
-        let root_stamp = stamp(&root_path).map_err(io("stat", &root_path))?;
-        let q_stamp = stamp(&q_path).map_err(io("stat", &q_path))?;
+        let mut q_stamp = stamp(&q_path).map_err(io("stat", &q_path))?;
         if q_stamp.is_none() {
-            return Err(Error::QueueMissing {
-                path: qs.dir.clone(),
-            });
+            // Removed since we last saw it: check again (and create it, as the original
+            // does, with `create`).
+            qs.valid.store(false, std::sync::atomic::Ordering::Relaxed);
+            self.existing(&qs.name)?;
+            q_stamp = stamp(&q_path).map_err(io("stat", &q_path))?;
+            if q_stamp.is_none() {
+                return Err(Error::QueueMissing {
+                    path: qs.dir.clone(),
+                });
+            }
         }
         let mut cache = lock(&qs.settings);
-        if let Some((r, q, s)) = &*cache
-            && *r == root_stamp
-            && *q == q_stamp
+        if let Some(c) = &*cache
+            && c.queue == q_stamp
+            && (c.complete || c.root == stamp(&root_path).map_err(io("stat", &root_path))?)
         {
-            return Ok(s.clone());
+            return Ok(c.settings.clone());
         }
+        let root_stamp = stamp(&root_path).map_err(io("stat", &root_path))?;
         let mut s = Settings::default();
+        let mut complete = false;
         for path in [&root_path, &q_path] {
-            s.apply(&read_settings_file(path)?)
-                .map_err(|e| Error::Settings {
-                    path: path.clone(),
-                    detail: e.0,
-                })?;
+            let file = read_settings_file(path)?;
+            complete = Settings::KEYS.iter().all(|k| file.contains_key(*k));
+            s.apply(&file).map_err(|e| Error::Settings {
+                path: path.clone(),
+                detail: e.0,
+            })?;
         }
-        *cache = Some((root_stamp, q_stamp, s.clone()));
+        *cache = Some(SettingsCache {
+            root: root_stamp,
+            queue: q_stamp,
+            settings: s.clone(),
+            complete,
+        });
         Ok(s)
     }
 
@@ -717,10 +765,10 @@ impl Broker {
     /// read-modify-write under an exclusive `flock` of the directory, written to a unique
     /// temporary file and renamed over the old one (never an empty or partial file).
     pub fn update_settings(&self, q: Option<&str>, patch: &SettingsFile) -> Result<()> {
-        let dir = match q {
-            Some(q) => self.existing(q)?.dir.clone(),
-            None => self.inner.root.clone(),
-        };
+        let qs = q.map(|q| self.existing(q)).transpose()?;
+        let dir = qs
+            .as_ref()
+            .map_or_else(|| self.inner.root.clone(), |qs| qs.dir.clone());
         let handle = fs::File::open(&dir).map_err(io("open directory", &dir))?;
         handle.lock().map_err(io("flock", &dir))?;
         let path = dir.join("ddmq.yaml");
@@ -733,7 +781,16 @@ impl Broker {
             path: path.clone(),
             detail: e.0,
         })?;
-        self.write_settings_file(&dir, format::encode_settings(&current).as_bytes())
+        let before = dir_mtime(&dir);
+        self.write_settings_file(&dir, format::encode_settings(&current).as_bytes())?;
+        if let Some(qs) = qs {
+            // Our own change of the queue directory: the index stays current.
+            let mut idx = lock(&qs.index);
+            if before.is_some() && idx.mtime == before {
+                idx.mtime = dir_mtime(&dir);
+            }
+        }
+        Ok(())
         // The lock goes with `handle`.
     }
 
@@ -774,7 +831,7 @@ impl Broker {
         }
         let settings = self.queue_settings(&qs)?;
         if self.inner.opts.auto_clean && !o.skip_cleaning {
-            self.clean_queue(&qs, false)?;
+            self.clean_queue(&qs, false, &mut |_| {})?;
         }
         let body = body.into();
         let mut m = Message {
@@ -820,6 +877,8 @@ impl Broker {
             .dir
             .join(format!("{TMP_PREFIX}{}.{}", std::process::id(), uuid_hex()));
         let target = qs.dir.join(&m.filename);
+        // The directory's mtime before our own changes (the temporary file is one).
+        let before = dir_mtime(&qs.dir);
         self.inner
             .sync
             .write_new(&tmp, &m.encode())
@@ -831,7 +890,6 @@ impl Broker {
             })?;
         {
             let mut idx = lock(&qs.index);
-            let before = fs::metadata(&qs.dir).and_then(|m| m.modified()).ok();
             if let Err(e) = fs::rename(&tmp, &target) {
                 let _ = fs::remove_file(&tmp);
                 return Err(io("rename", &target)(e));
@@ -839,7 +897,7 @@ impl Broker {
             if idx.scanned.is_some() {
                 idx.keys.insert(name.key(self.inner.opts.order));
                 if before.is_some() && idx.mtime == before {
-                    idx.mtime = fs::metadata(&qs.dir).and_then(|m| m.modified()).ok();
+                    idx.mtime = dir_mtime(&qs.dir);
                 }
             }
         }
@@ -857,22 +915,22 @@ impl Broker {
     /// exactly one of any number of concurrent consumers (threads, processes, machines on a
     /// shared file system) wins; a lost race moves on to the next message. Waiting messages
     /// are kept in an in-memory index that is re-read from the directory only when it is
-    /// empty, when the directory changed behind this process's back, or once a second.
+    /// empty, when the directory changed behind this process's back, or now and then as a
+    /// safety net (at least a second apart, and at most about 1% of the time).
     pub fn consume_with(&self, q: &str, n: usize, o: &ConsumeOptions) -> Result<Vec<Delivery>> {
         let qs = self.existing(q)?;
         let settings = self.queue_settings(&qs)?;
         if self.inner.opts.auto_clean && !o.skip_cleaning {
-            self.clean_queue(&qs, false)?;
+            self.clean_queue(&qs, false, &mut |_| {})?;
         }
         let mut out = Vec::new();
         let mut idx = lock(&qs.index);
-        let start_mtime = fs::metadata(&qs.dir).and_then(|m| m.modified()).ok();
-        let clean_start = idx.mtime.is_some() && idx.mtime == start_mtime;
+        let now_mtime = dir_mtime(&qs.dir);
         let mut rescanned = false;
         while out.len() < n.max(1) {
             let stale = idx.keys.is_empty()
-                || idx.mtime != start_mtime && !rescanned
-                || idx.scanned.is_none_or(|t| t.elapsed() > RESCAN);
+                || idx.mtime != now_mtime
+                || idx.scanned.is_none_or(|t| t.elapsed() > idx.rescan_every);
             if stale && !rescanned {
                 self.rescan(&qs, &mut idx)?;
                 rescanned = true;
@@ -883,9 +941,6 @@ impl Broker {
             if let Some(d) = self.claim(&qs, &settings, &mut idx, &key.name)? {
                 out.push(d);
             }
-        }
-        if clean_start && !rescanned {
-            idx.mtime = fs::metadata(&qs.dir).and_then(|m| m.modified()).ok();
         }
         drop(idx);
         if !out.is_empty() {
@@ -930,6 +985,9 @@ impl Broker {
         }
         idx.mtime = Some(mtime);
         idx.scanned = Some(now);
+        // A periodic rescan is only a safety net (a change within one tick of the
+        // directory's mtime clock can hide): it may cost about 1% of the time.
+        idx.rescan_every = RESCAN.max(now.elapsed() * 100);
         Ok(())
     }
 
@@ -946,15 +1004,20 @@ impl Broker {
         let expiry = format::format_expiry(now.floor() + settings.message_timeout.floor());
         let mut claimed = format!("{expiry}.{name}");
         let from = qs.dir.join(name);
+        let before = dir_mtime(&qs.dir);
         match fs::rename(&from, qs.work.join(&claimed)) {
             Ok(()) => {}
             Err(e) if not_found(&e) => return Ok(None),
             Err(e) => return Err(io("rename", &from)(e)),
         }
+        // Our own change: the index stays current unless someone else changed it first.
+        if before.is_some() && idx.mtime == before {
+            idx.mtime = dir_mtime(&qs.dir);
+        }
         let path = qs.work.join(&claimed);
         let mut m = None;
         for attempt in 0..4 {
-            let bytes = match fs::read(&path) {
+            let bytes = match read_small(&path) {
                 Ok(b) => b,
                 Err(e) if not_found(&e) => return Ok(None),
                 Err(e) => return Err(io("read", &path)(e)),
@@ -1118,7 +1181,9 @@ impl Broker {
             let settings = self.queue_settings(qs)?;
             let priority = match m.requeue {
                 Requeue::AtPriority(p) => p,
-                _ if settings.requeue_prio == 0 => settings.priority,
+                _ if settings.requeue_prio == 0 && !self.inner.opts.requeue_zero_is_top => {
+                    settings.priority
+                }
                 _ => settings.requeue_prio,
             };
             let release = how == Settle::Release;
@@ -1185,9 +1250,22 @@ impl Broker {
     /// Cleans `q`: expired claimed messages are requeued (flag set, under the limit) or
     /// deleted; then `cleaned` is written. Without `force`, runs only when the last clean
     /// is 60 s or more ago (the original's throttle).
+    /// Temporary files of dead publishers (older than [`BrokerOptions::temp_grace`]) are
+    /// removed too.
     pub fn clean(&self, q: &str, force: bool) -> Result<CleanReport> {
+        self.clean_with(q, force, &mut |_| {})
+    }
+
+    /// [`Broker::clean`], calling `progress` with the number of claimed files looked at so
+    /// far every 1000 files.
+    pub fn clean_with(
+        &self,
+        q: &str,
+        force: bool,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<CleanReport> {
         let qs = self.existing(q)?;
-        self.clean_queue(&qs, force)
+        self.clean_queue(&qs, force, progress)
     }
 
     /// Cleans every queue (throttled, as the original's `clean_all`).
@@ -1201,13 +1279,18 @@ impl Broker {
             .collect()
     }
 
-    fn clean_queue(&self, qs: &QueueState, force: bool) -> Result<CleanReport> {
+    fn clean_queue(
+        &self,
+        qs: &QueueState,
+        force: bool,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<CleanReport> {
         let settings = self.queue_settings(qs)?;
         let now = now_secs();
         if !force && settings.cleaned >= now.floor() as i64 - 60 {
             return Ok(CleanReport::default());
         }
-        let report = self.reap(qs)?;
+        let report = self.reap(qs, true, progress)?;
         let mut patch = SettingsFile::new();
         patch.insert("cleaned".into(), (now.floor() as i64).into());
         self.update_settings(Some(&qs.name), &patch)?;
@@ -1215,19 +1298,30 @@ impl Broker {
     }
 
     /// Requeues or deletes the expired claimed messages of `q` now, without the throttle
-    /// and without writing `cleaned` (the housekeeping of long-running consumers).
+    /// and without writing `cleaned` (the housekeeping of long-running consumers). It lists
+    /// `work/` only, so its cost does not grow with the number of waiting messages.
     pub fn reap_expired(&self, q: &str) -> Result<CleanReport> {
         let qs = self.existing(q)?;
-        self.reap(&qs)
+        self.reap(&qs, false, &mut |_| {})
     }
 
-    fn reap(&self, qs: &QueueState) -> Result<CleanReport> {
+    /// Settles the expired claims of `work/`; with `sweep`, also removes stale temporary
+    /// files of the queue directory (a listing of every waiting message).
+    fn reap(
+        &self,
+        qs: &QueueState,
+        sweep: bool,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<CleanReport> {
         let mut report = CleanReport {
             ran: true,
             ..CleanReport::default()
         };
         let now = now_secs();
-        for name in list(&qs.work)? {
+        for (seen, name) in list(&qs.work)?.into_iter().enumerate() {
+            if seen > 0 && seen.is_multiple_of(1000) {
+                progress(seen);
+            }
             if let Some(rest) = name.strip_prefix(REAP_PREFIX) {
                 // A reaper's file: finish it once its reaper must be dead.
                 let path = qs.work.join(&name);
@@ -1263,7 +1357,8 @@ impl Broker {
             let outcome = self.settle(qs, &name, Settle::Expired)?;
             self.tally(&mut report, outcome);
         }
-        for name in list(&qs.dir)? {
+        let names = if sweep { list(&qs.dir)? } else { Vec::new() };
+        for name in names {
             if name.starts_with(TMP_PREFIX) || name.starts_with(SETTINGS_TMP_PREFIX) {
                 let path = qs.dir.join(&name);
                 if fs::metadata(&path).is_ok_and(|m| age(&m) >= self.inner.opts.temp_grace)
@@ -1284,6 +1379,14 @@ impl Broker {
             AckOutcome::Missing => {}
         }
     }
+}
+
+/// Reads a whole file without asking its size first (messages are small; one syscall less).
+fn read_small(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::with_capacity(1024);
+    fs::File::open(path)?.read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 fn read_settings_file(path: &Path) -> Result<SettingsFile> {

@@ -653,6 +653,15 @@ pub fn encode_settings(file: &SettingsFile) -> String {
 }
 
 impl Settings {
+    /// The five keys of a complete settings file.
+    pub const KEYS: [&'static str; 5] = [
+        "cleaned",
+        "message_timeout",
+        "priority",
+        "requeue",
+        "requeue_prio",
+    ];
+
     /// Applies the keys of `file` over `self`; a key of the wrong type is an error naming it.
     pub fn apply(&mut self, file: &SettingsFile) -> Result<(), FormatError> {
         for (k, v) in file {

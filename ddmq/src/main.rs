@@ -435,14 +435,17 @@ fn say(silent: bool, text: String) {
     }
 }
 
-/// Runs `f` on each valid existing queue of `a`, with the original's messages for the rest.
+/// Runs `f` on each valid existing queue of `a`, with the original's messages for the rest;
+/// `done` names what `f` did (`Deleted`, …), for the line after more than one.
 fn each_queue(
     a: &QueuesArgs,
     missing: &dyn Fn(&Broker, &str) -> String,
+    done: &str,
     mut f: impl FnMut(&Broker, &str) -> Out,
 ) -> Out {
     let broker = open(&a.root, a.force)?;
     let existing = broker.list_queues().map_err(err)?;
+    let mut n = 0;
     for q in a.queue.split(',') {
         if !format::valid_queue_name(q) {
             say(a.silent, format!("Skipping {q}, invalid name"));
@@ -450,23 +453,26 @@ fn each_queue(
             say(a.silent, missing(&broker, q));
         } else {
             f(&broker, q)?;
+            n += 1;
         }
+    }
+    if n > 1 {
+        say(a.silent, format!("{done} {n} queues"));
     }
     Ok(())
 }
 
 fn delete(a: &QueuesArgs) -> Out {
-    let mut n = 0;
-    each_queue(a, &|_, q| format!("Queue not existing: {q}"), |b, q| {
-        b.delete_queue(q, false).map_err(err)?;
-        say(a.silent, format!("Deleted queue: {q}"));
-        n += 1;
-        Ok(())
-    })?;
-    if n > 1 {
-        say(a.silent, format!("Deleted {n} queues"));
-    }
-    Ok(())
+    each_queue(
+        a,
+        &|_, q| format!("Queue not existing: {q}"),
+        "Deleted",
+        |b, q| {
+            b.delete_queue(q, false).map_err(err)?;
+            say(a.silent, format!("Deleted queue: {q}"));
+            Ok(())
+        },
+    )
 }
 
 fn missing_at(b: &Broker, q: &str) -> String {
@@ -474,9 +480,8 @@ fn missing_at(b: &Broker, q: &str) -> String {
 }
 
 fn purge(a: &QueuesArgs) -> Out {
-    let mut n = 0;
     let tty = std::io::stderr().is_terminal() && !a.silent;
-    each_queue(a, &missing_at, |b, q| {
+    each_queue(a, &missing_at, "Purged", |b, q| {
         let mut progress = |done: usize| {
             if tty {
                 eprint!("\rpurging {q}: {done} files removed");
@@ -493,23 +498,22 @@ fn purge(a: &QueuesArgs) -> Out {
                 counts.waiting, counts.at_work
             ),
         );
-        n += 1;
         Ok(())
-    })?;
-    if n > 1 {
-        say(a.silent, format!("Purged {n} queues"));
-    }
-    Ok(())
+    })
 }
 
 fn clean(a: &QueuesArgs) -> Out {
-    let mut n = 0;
     let tty = std::io::stderr().is_terminal() && !a.silent;
-    each_queue(a, &missing_at, |b, q| {
+    each_queue(a, &missing_at, "Cleaned", |b, q| {
         if tty {
             eprint!("\rcleaning {q} ...");
         }
-        let report = b.clean(q, true).map_err(err)?;
+        let mut progress = |seen: usize| {
+            if tty {
+                eprint!("\rcleaning {q}: {seen} claimed messages looked at");
+            }
+        };
+        let report = b.clean_with(q, true, &mut progress).map_err(err)?;
         if tty {
             eprintln!(
                 "\rcleaning {q}: {} requeued, {} deleted, {} not expired",
@@ -517,13 +521,8 @@ fn clean(a: &QueuesArgs) -> Out {
             );
         }
         say(a.silent, format!("Cleaned queue: {q}"));
-        n += 1;
         Ok(())
-    })?;
-    if n > 1 {
-        say(a.silent, format!("Cleaned {n} queues"));
-    }
-    Ok(())
+    })
 }
 
 fn queue_missing(root: &Path, q: &str) -> Fatal {

@@ -20,6 +20,23 @@ fn quiet() -> PublishOptions {
     PublishOptions::new().skip_cleaning(true)
 }
 
+/// Runs `f` in `k` threads at once, each with a broker of its own (separate indexes, as
+/// separate processes have); returns their results.
+fn on_brokers<T: Send + 'static>(root: &Path, k: usize, f: fn(Broker) -> T) -> Vec<T> {
+    let barrier = Arc::new(Barrier::new(k));
+    let threads: Vec<_> = (0..k)
+        .map(|_| {
+            let b = Broker::open(root, false).unwrap();
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                barrier.wait();
+                f(b)
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
 fn bodies(ds: &[ddmq::Delivery]) -> Vec<String> {
     ds.iter().map(|d| d.message.text()).collect()
 }
@@ -129,11 +146,11 @@ fn defect_2_no_reader_ever_sees_a_partial_message() {
     while !writer.is_finished() || seen == 0 {
         for e in fs::read_dir(&qdir).unwrap() {
             let name = e.unwrap().file_name().into_string().unwrap();
-            if format::is_message_file(&name) {
-                if let Ok(bytes) = fs::read(qdir.join(&name)) {
-                    ddmq::Message::decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
-                    seen += 1;
-                }
+            if format::is_message_file(&name)
+                && let Ok(bytes) = fs::read(qdir.join(&name))
+            {
+                ddmq::Message::decode(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+                seen += 1;
             }
         }
     }
@@ -148,34 +165,23 @@ fn defect_3_concurrent_consumers_claim_each_message_once() {
     for i in 0..2000 {
         b.publish("q", format!("m{i}"), &quiet()).unwrap();
     }
-    let barrier = Arc::new(Barrier::new(8));
-    let threads: Vec<_> = (0..8)
-        .map(|_| {
-            let root = dir.path().to_owned();
-            let barrier = Arc::clone(&barrier);
-            std::thread::spawn(move || {
-                // A broker each: separate indexes, as separate processes have.
-                let b = Broker::open(&root, false).unwrap();
-                barrier.wait();
-                let mut got = Vec::new();
-                loop {
-                    let batch = b.consume("q", 3).unwrap();
-                    if batch.is_empty() {
-                        break;
-                    }
-                    for d in batch {
-                        got.push(d.message.text());
-                        assert_eq!(d.ack().unwrap(), AckOutcome::Deleted);
-                    }
-                }
-                got
-            })
-        })
-        .collect();
-    let all: Vec<String> = threads
-        .into_iter()
-        .flat_map(|t| t.join().unwrap())
-        .collect();
+    let all: Vec<String> = on_brokers(dir.path(), 8, |b| {
+        let mut got = Vec::new();
+        loop {
+            let batch = b.consume("q", 3).unwrap();
+            if batch.is_empty() {
+                break;
+            }
+            for d in batch {
+                got.push(d.message.text());
+                assert_eq!(d.ack().unwrap(), AckOutcome::Deleted);
+            }
+        }
+        got
+    })
+    .into_iter()
+    .flatten()
+    .collect();
     let distinct: HashSet<&String> = all.iter().collect();
     assert_eq!(all.len(), 2000, "duplicates or losses");
     assert_eq!(distinct.len(), 2000);
@@ -200,19 +206,9 @@ fn defect_7_concurrent_cleaners_requeue_each_message_once() {
     let dir = tempfile::tempdir().unwrap();
     let b = broker(dir.path());
     expired_claims(&b, 500, &quiet().requeue(Requeue::Yes));
-    let barrier = Arc::new(Barrier::new(8));
-    let threads: Vec<_> = (0..8)
-        .map(|_| {
-            let root = dir.path().to_owned();
-            let barrier = Arc::clone(&barrier);
-            std::thread::spawn(move || {
-                let b = Broker::open(&root, false).unwrap();
-                barrier.wait();
-                b.clean("q", true).unwrap().requeued
-            })
-        })
-        .collect();
-    let requeued: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    let requeued: usize = on_brokers(dir.path(), 8, |b| b.clean("q", true).unwrap().requeued)
+        .into_iter()
+        .sum();
     assert_eq!(requeued, 500);
     let v = &b.view(None).unwrap()[0];
     assert_eq!((v.waiting, v.at_work), (500, 0));
@@ -287,6 +283,17 @@ fn requeued_copies_follow_the_rules() {
         panic!()
     };
     assert!(name.starts_with("999."), "{name}");
+    // Unless asked to read it as the original's documentation does: 0 is the top.
+    let top = Broker::open_with(
+        dir.path(),
+        BrokerOptions::default().requeue_zero_is_top(true),
+    )
+    .unwrap();
+    let d = top.consume("q", 1).unwrap().pop().unwrap();
+    let AckOutcome::Requeued { name } = d.nack(None).unwrap() else {
+        panic!()
+    };
+    assert!(name.starts_with("0."), "{name}");
     // ack never requeues; nack(Some(false)) deletes even a flagged message.
     let d = b.consume("q", 1).unwrap().pop().unwrap();
     assert_eq!(d.ack().unwrap(), AckOutcome::Deleted);
@@ -367,6 +374,12 @@ fn defect_4_bad_files_are_quarantined_and_never_wedge_the_queue() {
     assert!(quarantine.join("1.notanumber.ddmqx").is_file());
     // The young empty file may still be being written: left where it is.
     assert!(q.join("1.1000000000000000001.ddmqempty").is_file());
+    // Non-numeric entries in work/ are not ours to judge: a clean leaves them alone.
+    fs::write(q.join("work/later.5.6.ddmqx"), b"{}").unwrap();
+    fs::write(q.join("work/README"), b"notes").unwrap();
+    let r = b.clean("q", true).unwrap();
+    assert_eq!((r.requeued, r.deleted), (0, 0));
+    assert!(q.join("work/later.5.6.ddmqx").is_file() && q.join("work/README").is_file());
     // The quarantine is not a queue: listing and deleting are unaffected.
     assert_eq!(b.list_queues().unwrap(), ["q"]);
 }

@@ -110,7 +110,7 @@ fn child(role: &str) -> ExitCode {
                 for d in batch {
                     let body = d.message.text();
                     let n: u64 = body.rsplit('-').next().unwrap().parse().unwrap();
-                    if d.message.requeue_counter == 0 && n % 50 == 0 {
+                    if d.message.requeue_counter == 0 && n.is_multiple_of(50) {
                         std::mem::forget(d);
                         continue;
                     }
@@ -136,6 +136,10 @@ fn child(role: &str) -> ExitCode {
                 }
             }
         }
+        // Cleans until killed.
+        "cleaner" => loop {
+            b.clean("q", true).unwrap();
+        },
         other => panic!("unknown role {other}"),
     }
     ExitCode::SUCCESS
@@ -260,6 +264,39 @@ fn kill_consumers() {
     }
 }
 
+fn kill_cleaners() {
+    for round in 0..rounds() {
+        let (dir, b) = fresh();
+        let o = PublishOptions::new()
+            .timeout(1.0)
+            .requeue(Requeue::Yes)
+            .skip_cleaning(true);
+        for i in 0..500 {
+            b.publish("q", format!("m{i}"), &o).unwrap();
+        }
+        let claimed = b.consume("q", 500).unwrap();
+        assert_eq!(claimed.len(), 500);
+        std::mem::forget(claimed);
+        std::thread::sleep(Duration::from_millis(2100));
+        let mut kids: Vec<Kid> = (0..2).map(|_| spawn("cleaner", dir.path(), "")).collect();
+        std::thread::sleep(Duration::from_millis(5 + mix(round + 200) % 150));
+        for kid in &mut kids {
+            kid.0.kill().unwrap();
+            kid.0.wait().unwrap();
+        }
+        let got = drain(dir.path());
+        let distinct: HashSet<&String> = got.iter().collect();
+        assert_eq!(distinct.len(), 500, "round {round}: lost messages");
+        // A cleaner killed between publishing the copy and removing its private file is
+        // finished again by the next clean: at most one duplicate per killed cleaner.
+        assert!(
+            got.len() - distinct.len() <= kids.len(),
+            "round {round}: {} duplicates",
+            got.len() - distinct.len()
+        );
+    }
+}
+
 fn eight_processes_exactly_once() {
     let (dir, b) = fresh();
     let mut kids: Vec<Kid> = (0..8)
@@ -294,6 +331,10 @@ fn main() -> ExitCode {
         (
             "kill_consumers_loses_nothing_and_never_wedges",
             kill_consumers,
+        ),
+        (
+            "kill_cleaners_loses_nothing_and_duplicates_at_most_one_each",
+            kill_cleaners,
         ),
         (
             "eight_processes_deliver_each_message_exactly_once",

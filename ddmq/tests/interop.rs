@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use ddmq::{AckOutcome, Broker, PublishOptions, Requeue};
-use support::{lit, py};
+use support::{lit, py, py27};
 
 fn quiet() -> PublishOptions {
     PublishOptions::new().skip_cleaning(true)
@@ -269,4 +269,68 @@ print(json.dumps(got))
         rust_got.iter().any(|m| m.starts_with("py-")),
         "Rust consumed none of Python's"
     );
+}
+
+#[test]
+fn python2_publisher_rust_consumer_and_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    // Python 2 writes hash key order, 12-digit queue numbers (10 ms steps, so ties).
+    py27(&format!(
+        "import ddmq\nb = ddmq.broker({}, create=True)\nb.create_queue('q')\nfor i in range(5):\n    b.publish('q', u'caf\\u00e9 %d' % i, priority=10 - i, requeue=True, requeue_limit=1, clean=False)\n",
+        lit(&root.display().to_string())
+    ));
+    let b = Broker::open(&root, false).unwrap();
+    let got = b.consume("q", 10).unwrap();
+    let texts: Vec<String> = got.iter().map(|d| d.message.text()).collect();
+    // Numeric priorities: 6, 7, 8, 9, 10 (the original's string order would put 10 first).
+    assert_eq!(texts, ["café 4", "café 3", "café 2", "café 1", "café 0"]);
+    assert!(
+        got.iter()
+            .all(|d| d.message.queue_number.len() == 12 && d.message.requeue_limit == Some(1))
+    );
+    for d in got {
+        assert!(matches!(d.nack(None).unwrap(), AckOutcome::Requeued { .. }));
+    }
+    // Python 2 reads what we wrote (Python 3 key order, 19-digit numbers).
+    let out = py27(&format!(
+        "import ddmq\nb = ddmq.broker({}, create=True)\nms = b.consume('q', n=10, clean=False)\nprint(sorted((m.message.encode('utf-8'), m.requeue_counter) for m in ms))\n",
+        lit(&root.display().to_string())
+    ));
+    assert_eq!(
+        out.trim(),
+        "[('caf\\xc3\\xa9 0', 1), ('caf\\xc3\\xa9 1', 1), ('caf\\xc3\\xa9 2', 1), ('caf\\xc3\\xa9 3', 1), ('caf\\xc3\\xa9 4', 1)]"
+    );
+}
+
+#[test]
+fn python_writing_in_place_never_makes_rust_deliver_a_partial_message() {
+    // The original creates the file under its final name and fills it in place; a tight
+    // Rust consumer must skip it until it is complete (never an error, never half a message).
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let b = Broker::open(&root, true).unwrap();
+    b.create_queue("q").unwrap();
+    const COUNT: usize = 20;
+    let code = format!(
+        "{}\nfor i in range({COUNT}):\n    b.publish('q', ('%02d' % i) * 500000, clean=False)\n",
+        prelude(&root)
+    );
+    let python = std::thread::spawn(move || py(&code));
+    let mut got = Vec::new();
+    let started = std::time::Instant::now();
+    while got.len() < COUNT && started.elapsed() < Duration::from_secs(120) {
+        for d in b.consume("q", 1).unwrap() {
+            got.push(d.message.text());
+            d.ack().unwrap();
+        }
+    }
+    python.join().unwrap();
+    assert_eq!(got.len(), COUNT);
+    for (i, text) in got.iter().enumerate() {
+        assert_eq!(text.len(), 1_000_000, "message {i} is partial");
+        assert_eq!(text, &text[..2].repeat(500_000));
+    }
+    let v = &b.view(None).unwrap()[0];
+    assert_eq!((v.waiting, v.at_work), (0, 0));
 }

@@ -52,19 +52,25 @@
 //!
 //! ## Backends
 //!
-//! | scheme | crate | status |
+//! | scheme | backend | feature |
 //! |---|---|---|
-//! | `mem://NAME` | [`mem`] (this crate) | available (feature `mem`, default) |
-//! | `duraqueue:///PATH?size=8MiB` | `duraqueue` | available (feature `duraqueue`) |
-//! | `amqp://USER:PASS@HOST:PORT/VHOST?queue=NAME` | RabbitMQ via `lapin` | available (feature `amqp`) |
-//! | `dmq://`, `ddmq://`, `dsmq://`, `shmq://` | the workspace's backends | adapters not implemented yet: [`Error::BackendUnavailable`] |
+//! | `mem://NAME` | [`mem`] (this crate): in-process | `mem` (default) |
+//! | `dmq:///BASE?framing=frames&durability=data` | `dmq`: two alternating files and a map | `dmq` |
+//! | `ddmq:///ROOT/QUEUE?durability=fsync` | `ddmq`: one file per message | `ddmq` |
+//! | `dsmq://HOST:PORT/TOPIC` | `dsmq`: a topic of a dsmq WebSocket server | `dsmq` |
+//! | `shmq://KEY?words=8&slots=256` | `shmq`: a System V shared-memory ring | `shmq` |
+//! | `duraqueue:///PATH?size=8MiB` | `duraqueue`: an mmap'd durable ring | `duraqueue` |
+//! | `amqp://USER:PASS@HOST:PORT/VHOST?queue=NAME` | RabbitMQ through `lapin` | `amqp` |
+//!
+//! [`open_producer`] lists every URL parameter. A backend that is not compiled in is
+//! [`Error::BackendUnavailable`], naming the feature to enable.
 //!
 //! ## Features
 //!
 //! - `mem` (default): the in-process backend.
-//! - `duraqueue`: the `duraqueue://` adapter.
+//! - `dmq`, `ddmq`, `dsmq`, `shmq`, `duraqueue`: the adapter of that crate.
 //! - `amqp`: the `amqp://` adapter (RabbitMQ through `lapin`, on its own tokio runtime).
-//! - `cli`: the `mq` command-line tool.
+//! - `cli`: the `mq` command-line tool; it speaks every backend compiled in.
 //! - `tokio`: [`AsyncProducer`] / [`AsyncConsumer`] and the [`Offload`] adapter.
 //! - `conformance`: the public conformance suite [`conformance`], for any backend.
 
@@ -75,7 +81,6 @@ mod open;
 mod traits;
 mod types;
 
-#[cfg(any(feature = "duraqueue", feature = "amqp"))]
 mod adapter;
 #[cfg(feature = "tokio")]
 mod asynchronous;

@@ -14,7 +14,7 @@
 //! it returns (`Synced`); otherwise a send survives a crash of the process (`Written`).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ddmq::{Broker, BrokerOptions, Order, PublishOptions, Requeue};
@@ -61,7 +61,7 @@ pub(crate) fn parse(raw: &str, url: &url::Url) -> Result<Target> {
         ));
     }
     let root = path.parent().map(PathBuf::from).unwrap_or_default();
-    if root.as_os_str().is_empty() || root == PathBuf::from("/") {
+    if root.as_os_str().is_empty() || root == Path::new("/") {
         return Err(invalid(
             raw,
             "missing root directory: expected ddmq:///ROOT/QUEUE",
