@@ -42,11 +42,7 @@ fn ring_n(cap: u32) -> RingN<HeapMem> {
     let layout = LayoutN::new(2, cap).unwrap();
     let mem = HeapMem::new(layout.size() as usize);
     RingN::init(&mem, layout, std::process::id());
-    RingN {
-        mem,
-        layout,
-        tuning: tuning(),
-    }
+    RingN::new(mem, layout, tuning())
 }
 
 fn check(delivered: &mut Vec<u64>, sent: &[u64], dropped: u64) {
