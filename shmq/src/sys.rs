@@ -191,3 +191,25 @@ pub(crate) fn pid_alive(pid: u32) -> bool {
     let ret = unsafe { libc::kill(pid, 0) };
     ret == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
+
+/// This process's pid, cached (`getpid` is a system call); a forked child re-reads it.
+pub(crate) fn current_pid() -> u32 {
+    use std::sync::atomic::Ordering::Relaxed;
+    static PID: AtomicU32 = AtomicU32::new(0);
+    static AT_FORK: std::sync::Once = std::sync::Once::new();
+    extern "C" fn forget_pid_in_child() {
+        PID.store(0, Relaxed);
+    }
+    let pid = PID.load(Relaxed);
+    if pid != 0 {
+        return pid;
+    }
+    AT_FORK.call_once(|| {
+        // SAFETY: registers a handler that only does an atomic store, which is
+        // async-signal-safe as the child side of fork requires.
+        unsafe { libc::pthread_atfork(None, None, Some(forget_pid_in_child)) };
+    });
+    let pid = std::process::id();
+    PID.store(pid, Relaxed);
+    pid
+}
