@@ -65,6 +65,35 @@ impl Parker {
         }
     }
 
+    /// In the spin phase: spins (a bounded burst) while `word` still holds `seen`, watching
+    /// one cache line only, and returns true. False once the spin phase is over.
+    fn spin_on(
+        &mut self,
+        word: &AtomicU64,
+        seen: u64,
+        spin_for: Duration,
+        deadline: Option<Instant>,
+    ) -> Result<bool, RingError> {
+        if self.parking || spin_for.is_zero() {
+            return Ok(false);
+        }
+        let t = now();
+        if deadline.is_some_and(|d| t >= d) {
+            return Err(RingError::Timeout);
+        }
+        if t.duration_since(*self.started.get_or_insert(t)) >= spin_for {
+            self.parking = true;
+            return Ok(false);
+        }
+        for _ in 0..64 {
+            if word.load(Relaxed) != seen {
+                break;
+            }
+            relax();
+        }
+        Ok(true)
+    }
+
     /// True while still in the spin phase.
     fn spinning(&mut self, spin_for: Duration) -> bool {
         if self.parking || spin_for.is_zero() {
@@ -339,6 +368,9 @@ impl<M: Mem> RingN<M> {
                     let Some(deadline) = wait else {
                         return Ok(false);
                     };
+                    if parker.spin_on(&seq, v, self.tuning.spin_for, deadline)? {
+                        continue;
+                    }
                     self.park(
                         n::DATA_SEQ,
                         n::CONSUMERS_WAITING,
