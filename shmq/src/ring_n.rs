@@ -368,7 +368,7 @@ impl<M: Mem> RingN<M> {
                     let Some(deadline) = wait else {
                         return Ok(false);
                     };
-                    if parker.spin_on(&seq, v, self.tuning.spin_for, deadline)? {
+                    if parker.spin_on(seq, v, self.tuning.spin_for, deadline)? {
                         continue;
                     }
                     self.park(
