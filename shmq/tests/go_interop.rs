@@ -209,3 +209,30 @@ fn rust_and_go_race_on_a_cyclic_ring() {
     );
     drop(cleanup);
 }
+
+/// A format-G header lock left by a dead Rust process, while a Go producer waits on it: the
+/// Rust consumer takes the lock over after the stall timeout, and the Go producer goes on.
+#[cfg(feature = "test-hooks")]
+#[test]
+fn dead_rust_holder_recovered_while_go_waits() {
+    let q = Queue::create_unique(4, 4, &go_format()).unwrap();
+    let mut cleanup = Cleanup::new(q.key());
+    let b = q.msg_bytes();
+    // A pid that existed and is gone: a child that has exited and been reaped.
+    let mut gone = Command::new("true").spawn().unwrap();
+    let dead_pid = gone.id();
+    gone.wait().unwrap();
+    let held = (1u64 << 32) | u64::from(dead_pid);
+    shmq::poke(q.key(), 16, &held.to_le_bytes()).unwrap();
+    // Kept in the guard: were the lock never recovered, the Go producer would spin forever.
+    cleanup.children.push(
+        go(q.key(), b, &["enqueue", "block", "10", "500"])
+            .spawn()
+            .unwrap(),
+    );
+    let got = recv_n(&q, 10);
+    let mut producer = cleanup.children.pop().unwrap();
+    assert!(producer.wait().unwrap().success(), "go producer");
+    assert_eq!(got, (500..510).collect::<Vec<_>>());
+    assert_eq!(q.recovered_locks(), 1);
+}
