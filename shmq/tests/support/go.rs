@@ -86,9 +86,10 @@ pub fn driver(install: bool) -> &'static Path {
         let parent = work.join("gopath/src/github.com/rdjjke");
         std::fs::create_dir_all(&parent).unwrap();
         let link = parent.join("shqueue-go");
-        if std::fs::read_link(&link).ok().as_deref() != Some(original) {
+        let target = original.canonicalize().unwrap();
+        if std::fs::read_link(&link).ok() != Some(target.clone()) {
             let _ = std::fs::remove_file(&link);
-            std::os::unix::fs::symlink(original.canonicalize().unwrap(), &link).unwrap();
+            std::os::unix::fs::symlink(&target, &link).unwrap();
         }
         let bin = work.join("driver");
         run(
