@@ -335,7 +335,7 @@ fn decode_g(b: &[u8], segment_len: u64) -> Result<HeaderG, DecodeError> {
         // The Go library writes the magic before the sizes: a header caught mid-creation.
         return Err(DecodeError::NotReady);
     }
-    if msg_bytes == 0 || msg_bytes % 8 != 0 {
+    if msg_bytes == 0 || !msg_bytes.is_multiple_of(8) {
         return Err(corrupt(
             "msg_bytes",
             g::MSG_BYTES,

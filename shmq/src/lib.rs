@@ -58,6 +58,8 @@ mod ring_g;
 mod ring_n;
 mod wait;
 
+#[cfg(all(not(loom), feature = "cli"))]
+pub mod bench;
 #[cfg(not(loom))]
 mod queue;
 #[cfg(not(loom))]

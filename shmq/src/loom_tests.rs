@@ -42,11 +42,7 @@ fn ring_n(cap: u32) -> RingN<HeapMem> {
     let layout = LayoutN::new(2, cap).unwrap();
     let mem = HeapMem::new(layout.size() as usize);
     RingN::init(&mem, layout, std::process::id());
-    RingN {
-        mem,
-        layout,
-        tuning: tuning(),
-    }
+    RingN::new(mem, layout, tuning())
 }
 
 fn check(delivered: &mut Vec<u64>, sent: &[u64], dropped: u64) {
@@ -135,30 +131,71 @@ fn native_shift_try_two_consumers() {
     });
 }
 
-/// Format N blocking: the producer waits for space and the consumer parks on the futex;
-/// a lost wake-up would deadlock.
-#[test]
-fn native_block_park_wakes() {
+/// Either protocol, for the models both run.
+trait Ring: Send + Sync + 'static {
+    fn enqueue(&self, msg: &[u8], mode: EnqMode) -> Enq;
+    fn dequeue(&self, buf: &mut [u8], wait: Option<Option<std::time::Instant>>) -> bool;
+}
+
+impl Ring for RingN<HeapMem> {
+    fn enqueue(&self, msg: &[u8], mode: EnqMode) -> Enq {
+        RingN::enqueue(self, msg, mode).unwrap()
+    }
+    fn dequeue(&self, buf: &mut [u8], wait: Option<Option<std::time::Instant>>) -> bool {
+        RingN::dequeue(self, buf, wait).unwrap()
+    }
+}
+
+impl Ring for RingG<HeapMem> {
+    fn enqueue(&self, msg: &[u8], mode: EnqMode) -> Enq {
+        RingG::enqueue(self, msg, mode).unwrap()
+    }
+    fn dequeue(&self, buf: &mut [u8], wait: Option<Option<std::time::Instant>>) -> bool {
+        RingG::dequeue(self, buf, wait).unwrap()
+    }
+}
+
+fn ring_g(cap: u32) -> RingG<HeapMem> {
+    let layout = LayoutG::new(2, cap).unwrap();
+    let mem = HeapMem::new(layout.size() as usize);
+    RingG::init(&mem, layout);
+    RingG::new(mem, layout, tuning())
+}
+
+/// A blocking producer and a blocking consumer on a ring of 1: both wait in turn; a lost
+/// wake-up deadlocks.
+fn block_both_sides<R: Ring>(make: fn() -> R, preemptions: usize) {
     let mut model = loom::model::Builder::new();
-    model.preemption_bound = Some(3);
-    model.check(|| {
-        let ring = Arc::new(ring_n(1));
+    model.preemption_bound = Some(preemptions);
+    model.check(move || {
+        let ring = Arc::new(make());
         let r1 = Arc::clone(&ring);
         let p = thread::spawn(move || {
             for i in 0..2 {
-                r1.enqueue(&msg((1 << 8) | i), EnqMode::Block(None))
-                    .unwrap();
+                r1.enqueue(&msg((1 << 8) | i), EnqMode::Block(None));
             }
         });
         let mut buf = [0u8; 16];
         let mut got = Vec::new();
         for _ in 0..2 {
-            ring.dequeue(&mut buf, Some(None)).unwrap();
+            assert!(ring.dequeue(&mut buf, Some(None)));
             got.push(tag_of(&buf));
         }
         p.join().unwrap();
         assert_eq!(got, vec![1 << 8, (1 << 8) | 1]);
     });
+}
+
+/// Format N blocking: the producer waits for space and the consumer parks on the futex.
+#[test]
+fn native_block_park_wakes() {
+    block_both_sides(|| ring_n(1), 3);
+}
+
+/// Format G blocking on both sides.
+#[test]
+fn go_locks_block_both_sides() {
+    block_both_sides(|| ring_g(1), 2);
 }
 
 /// Format G: the two-lock protocol, a shifting producer against a consumer, ring of 1 (so the
@@ -168,15 +205,12 @@ fn go_locks_shift_against_reader() {
     let mut model = loom::model::Builder::new();
     model.preemption_bound = Some(3);
     model.check(|| {
-        let layout = LayoutG::new(2, 1).unwrap();
-        let mem = HeapMem::new(layout.size() as usize);
-        RingG::init(&mem, layout);
-        let ring = Arc::new(RingG::new(mem, layout, tuning()));
+        let ring = Arc::new(ring_g(1));
         let r1 = Arc::clone(&ring);
         let p = thread::spawn(move || {
             let mut dropped = 0;
             for i in 0..2 {
-                if r1.enqueue(&msg((1 << 8) | i), EnqMode::Shift).unwrap() == Enq::Replaced {
+                if Ring::enqueue(&*r1, &msg((1 << 8) | i), EnqMode::Shift) == Enq::Replaced {
                     dropped += 1;
                 }
             }
@@ -184,41 +218,13 @@ fn go_locks_shift_against_reader() {
         });
         let mut buf = [0u8; 16];
         let mut delivered = Vec::new();
-        if ring.dequeue(&mut buf, None).unwrap() {
+        if Ring::dequeue(&*ring, &mut buf, None) {
             delivered.push(tag_of(&buf));
         }
         let dropped = p.join().unwrap();
-        while ring.dequeue(&mut buf, None).unwrap() {
+        while Ring::dequeue(&*ring, &mut buf, None) {
             delivered.push(tag_of(&buf));
         }
         check(&mut delivered, &[1 << 8, (1 << 8) | 1], dropped);
-    });
-}
-
-/// Format G blocking on both sides.
-#[test]
-fn go_locks_block_both_sides() {
-    let mut model = loom::model::Builder::new();
-    model.preemption_bound = Some(2);
-    model.check(|| {
-        let layout = LayoutG::new(2, 1).unwrap();
-        let mem = HeapMem::new(layout.size() as usize);
-        RingG::init(&mem, layout);
-        let ring = Arc::new(RingG::new(mem, layout, tuning()));
-        let r1 = Arc::clone(&ring);
-        let p = thread::spawn(move || {
-            for i in 0..2 {
-                r1.enqueue(&msg((1 << 8) | i), EnqMode::Block(None))
-                    .unwrap();
-            }
-        });
-        let mut buf = [0u8; 16];
-        let mut got = Vec::new();
-        for _ in 0..2 {
-            ring.dequeue(&mut buf, Some(None)).unwrap();
-            got.push(tag_of(&buf));
-        }
-        p.join().unwrap();
-        assert_eq!(got, vec![1 << 8, (1 << 8) | 1]);
     });
 }

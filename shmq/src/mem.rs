@@ -44,6 +44,9 @@ impl Mem for crate::sys::Segment {
     fn pid_alive(&self, pid: u32) -> bool {
         crate::sys::pid_alive(pid)
     }
+    fn pid(&self) -> u32 {
+        crate::sys::current_pid()
+    }
 }
 
 #[cfg(loom)]

@@ -196,11 +196,7 @@ impl Queue {
             Format::Native => {
                 let layout = LayoutN::new(words, capacity).map_err(size_error)?;
                 RingN::init(&seg, layout, pid);
-                Ring::N(RingN {
-                    mem: seg,
-                    layout,
-                    tuning: o.tuning(),
-                })
+                Ring::N(RingN::new(seg, layout, o.tuning()))
             }
             Format::GoCompat => {
                 let layout = LayoutG::new(words, capacity).map_err(size_error)?;
@@ -282,11 +278,7 @@ impl Queue {
         };
         let (ring, msg_bytes) = match header {
             Header::N(h) => (
-                Ring::N(RingN {
-                    mem: seg,
-                    layout: h.layout,
-                    tuning: o.tuning(),
-                }),
+                Ring::N(RingN::new(seg, h.layout, o.tuning())),
                 h.layout.words as usize * 8,
             ),
             Header::G(h) => (
@@ -643,7 +635,7 @@ pub fn snapshot(key: Key) -> Result<Vec<u8>> {
 #[doc(hidden)]
 pub fn poke(key: Key, offset: usize, bytes: &[u8]) -> Result<()> {
     assert!(
-        offset % 8 == 0 && bytes.len() % 8 == 0,
+        offset.is_multiple_of(8) && bytes.len().is_multiple_of(8),
         "poke takes whole words"
     );
     let id = sys::shmget(key.0, 0, 0).map_err(|e| os("shmget", key, e))?;

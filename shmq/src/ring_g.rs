@@ -106,6 +106,24 @@ impl<M: Mem> RingG<M> {
         }
     }
 
+    /// While polling `len` without the lock: if the header lock has shown the same holder
+    /// for the stall timeout, try to take it over (a dead Rust holder) and let it go again,
+    /// so that a queue whose producer (or consumer) died holding the lock comes back even
+    /// when only pollers are left.
+    fn check_header_lock(&self, stall: &mut Stall) {
+        let v = self.mem.u64(g::HDR_LOCK).load(SeqCst);
+        if v == 0 {
+            stall.reset();
+        } else if stall.stuck(v, self.tuning.stall_timeout)
+            && v >> 32 == 1
+            && !self.mem.pid_alive(v as u32)
+            && self.lock(g::HDR_LOCK, LockWait::Stall).is_ok()
+        {
+            self.unlock(g::HDR_LOCK);
+            stall.reset();
+        }
+    }
+
     fn unlock(&self, off: usize) {
         self.mem.u64(off).store(0, SeqCst);
     }
@@ -162,6 +180,7 @@ impl<M: Mem> RingG<M> {
             _ => LockWait::Stall,
         };
         let mut backoff = Backoff::new();
+        let mut stall = Stall::new();
         loop {
             if let EnqMode::Block(deadline) = mode {
                 // Poll `len` without the lock, as a hint (the Go peers do the same).
@@ -169,6 +188,7 @@ impl<M: Mem> RingG<M> {
                     if expired(deadline) {
                         return Err(RingError::Timeout);
                     }
+                    self.check_header_lock(&mut stall);
                     backoff.pause(self.tuning.max_backoff);
                     continue;
                 }
@@ -229,6 +249,7 @@ impl<M: Mem> RingG<M> {
             None => LockWait::Stall,
         };
         let mut backoff = Backoff::new();
+        let mut stall = Stall::new();
         loop {
             if let Some(deadline) = wait
                 && self.mem.u32(g::LEN).load(SeqCst) == 0
@@ -236,6 +257,7 @@ impl<M: Mem> RingG<M> {
                 if expired(deadline) {
                     return Err(RingError::Timeout);
                 }
+                self.check_header_lock(&mut stall);
                 backoff.pause(self.tuning.max_backoff);
                 continue;
             }

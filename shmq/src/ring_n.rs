@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::format::{LayoutN, MAGIC_N, n};
 use crate::hooks;
-use crate::mem::{Mem, fence};
+use crate::mem::{AtomicU64, Mem, fence};
 use crate::wait::{Backoff, Stall, Tuning, expired, now, park_timeout, relax};
 
 /// How an enqueue behaves when the queue is full.
@@ -65,6 +65,35 @@ impl Parker {
         }
     }
 
+    /// In the spin phase: spins (a bounded burst) while `word` still holds `seen`, watching
+    /// one cache line only, and returns true. False once the spin phase is over.
+    fn spin_on(
+        &mut self,
+        word: &AtomicU64,
+        seen: u64,
+        spin_for: Duration,
+        deadline: Option<Instant>,
+    ) -> Result<bool, RingError> {
+        if self.parking || spin_for.is_zero() {
+            return Ok(false);
+        }
+        let t = now();
+        if deadline.is_some_and(|d| t >= d) {
+            return Err(RingError::Timeout);
+        }
+        if t.duration_since(*self.started.get_or_insert(t)) >= spin_for {
+            self.parking = true;
+            return Ok(false);
+        }
+        for _ in 0..64 {
+            if word.load(Relaxed) != seen {
+                break;
+            }
+            relax();
+        }
+        Ok(true)
+    }
+
     /// True while still in the spin phase.
     fn spinning(&mut self, spin_for: Duration) -> bool {
         if self.parking || spin_for.is_zero() {
@@ -89,6 +118,9 @@ pub(crate) struct RingN<M> {
     pub(crate) mem: M,
     pub(crate) layout: LayoutN,
     pub(crate) tuning: Tuning,
+    /// A value `head` had (never more than it has now): producers check for room against it
+    /// and read the shared `head` (a cache line consumers write) only when it says "full".
+    head_hint: AtomicU64,
 }
 
 fn split(v: u64) -> (u64, u64) {
@@ -96,6 +128,16 @@ fn split(v: u64) -> (u64, u64) {
 }
 
 impl<M: Mem> RingN<M> {
+    /// A ring over memory holding a valid, initialised queue of `layout`.
+    pub(crate) fn new(mem: M, layout: LayoutN, tuning: Tuning) -> RingN<M> {
+        RingN {
+            mem,
+            layout,
+            tuning,
+            head_hint: AtomicU64::new(0),
+        }
+    }
+
     /// Writes a fresh queue into zeroed memory: header, every slot's initial sequence word,
     /// and `state = ready` last (release).
     pub(crate) fn init(mem: &M, layout: LayoutN, creator_pid: u32) {
@@ -144,7 +186,18 @@ impl<M: Mem> RingN<M> {
         let mut replaced = false;
         let mut parker = Parker::new();
         let t = loop {
+            let t = tail.load(SeqCst);
+            if t.wrapping_sub(self.head_hint.load(Relaxed)) < cap {
+                if tail
+                    .compare_exchange_weak(t, t + 1, SeqCst, Relaxed)
+                    .is_ok()
+                {
+                    break t;
+                }
+                continue;
+            }
             let h = head.load(SeqCst);
+            self.head_hint.fetch_max(h, Relaxed);
             let t = tail.load(SeqCst);
             let used = t.wrapping_sub(h);
             if used >= cap {
@@ -305,24 +358,29 @@ impl<M: Mem> RingN<M> {
         let mut backoff = Backoff::new();
         loop {
             let h = head.load(SeqCst);
-            let t = tail.load(SeqCst);
-            if t <= h {
-                let Some(deadline) = wait else {
-                    return Ok(false);
-                };
-                self.park(
-                    n::DATA_SEQ,
-                    n::CONSUMERS_WAITING,
-                    &mut parker,
-                    deadline,
-                    || tail.load(SeqCst) != h,
-                )?;
-                continue;
-            }
             let off = self.layout.slot(h);
             let seq = m.u64(off + n::SLOT_SEQ);
             let v = seq.load(SeqCst);
             let (p, st) = split(v);
+            if p != h || st == n::ST_WRITING {
+                // Not published (yet): look at `tail` (a line producers write) only now.
+                if tail.load(SeqCst) <= h {
+                    let Some(deadline) = wait else {
+                        return Ok(false);
+                    };
+                    if parker.spin_on(seq, v, self.tuning.spin_for, deadline)? {
+                        continue;
+                    }
+                    self.park(
+                        n::DATA_SEQ,
+                        n::CONSUMERS_WAITING,
+                        &mut parker,
+                        deadline,
+                        || tail.load(SeqCst) != h,
+                    )?;
+                    continue;
+                }
+            }
             if p == h && st == n::ST_READY {
                 for (i, chunk) in buf.chunks_exact_mut(8).enumerate() {
                     let w = m.u64(off + n::SLOT_DATA + 8 * i).load(Relaxed);

@@ -56,7 +56,7 @@ pub(crate) fn stat(id: i32) -> io::Result<ShmStat> {
     let ds = unsafe { ds.assume_init() };
     Ok(ShmStat {
         size: ds.shm_segsz as u64,
-        nattch: ds.shm_nattch as u64,
+        nattch: ds.shm_nattch,
         cpid: ds.shm_cpid,
     })
 }
@@ -98,7 +98,7 @@ impl Segment {
 
     fn check(&self, off: usize, width: usize) {
         assert!(
-            off % width == 0 && off.checked_add(width).is_some_and(|end| end <= self.len),
+            off.is_multiple_of(width) && off.checked_add(width).is_some_and(|end| end <= self.len),
             "internal error: shared-memory access at offset {off} (width {width}) outside a {}-byte segment",
             self.len
         );
@@ -107,16 +107,18 @@ impl Segment {
     /// The 64-bit word at `off` (8-aligned, in bounds: checked).
     pub(crate) fn u64(&self, off: usize) -> &AtomicU64 {
         self.check(off, 8);
+        let ptr = self.ptr.as_ptr().wrapping_add(off).cast::<u64>();
         // SAFETY: in bounds and 8-aligned (checked above; shmat returns page-aligned memory);
         // the mapping lives as long as `&self`; every access to it is atomic.
-        unsafe { AtomicU64::from_ptr(self.ptr.as_ptr().add(off).cast::<u64>()) }
+        unsafe { AtomicU64::from_ptr(ptr) }
     }
 
     /// The 32-bit word at `off` (4-aligned, in bounds: checked).
     pub(crate) fn u32(&self, off: usize) -> &AtomicU32 {
         self.check(off, 4);
+        let ptr = self.ptr.as_ptr().wrapping_add(off).cast::<u32>();
         // SAFETY: as for `u64`, with 4-byte alignment.
-        unsafe { AtomicU32::from_ptr(self.ptr.as_ptr().add(off).cast::<u32>()) }
+        unsafe { AtomicU32::from_ptr(ptr) }
     }
 
     /// Detaches, reporting the error `Drop` would ignore.
@@ -188,4 +190,26 @@ pub(crate) fn pid_alive(pid: u32) -> bool {
     // SAFETY: signal 0 only checks for existence and permission; nothing is delivered.
     let ret = unsafe { libc::kill(pid, 0) };
     ret == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// This process's pid, cached (`getpid` is a system call); a forked child re-reads it.
+pub(crate) fn current_pid() -> u32 {
+    use std::sync::atomic::Ordering::Relaxed;
+    static PID: AtomicU32 = AtomicU32::new(0);
+    static AT_FORK: std::sync::Once = std::sync::Once::new();
+    extern "C" fn forget_pid_in_child() {
+        PID.store(0, Relaxed);
+    }
+    let pid = PID.load(Relaxed);
+    if pid != 0 {
+        return pid;
+    }
+    AT_FORK.call_once(|| {
+        // SAFETY: registers a handler that only does an atomic store, which is
+        // async-signal-safe as the child side of fork requires.
+        unsafe { libc::pthread_atfork(None, None, Some(forget_pid_in_child)) };
+    });
+    let pid = std::process::id();
+    PID.store(pid, Relaxed);
+    pid
 }

@@ -33,11 +33,7 @@ impl Heap {
             let layout = LayoutN::new(words, cap).unwrap();
             let mem = HeapMem::new(layout.size() as usize);
             RingN::init(&mem, layout, std::process::id());
-            Heap::N(RingN {
-                mem,
-                layout,
-                tuning: tuning(),
-            })
+            Heap::N(RingN::new(mem, layout, tuning()))
         } else {
             let layout = LayoutG::new(words, cap).unwrap();
             let mem = HeapMem::new(layout.size() as usize);

@@ -9,121 +9,16 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use shmq::{Format, Key, Options, Queue};
+use support::go::{driver, run};
 use support::{Cleanup, message, tag_of};
 
-const ORIGINAL: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/originals/shqueue-go"
-);
-const DRIVER_SRC: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/go/driver/main.go");
-const X_SYS: &str = "/usr/share/gocode/src/golang.org/x/sys/unix";
-
-fn run(cmd: &mut Command, what: &str) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn have_go() -> bool {
-    Command::new("go")
-        .arg("version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-        && Path::new(X_SYS).is_dir()
-}
-
-/// Installs Go and x/sys from Debian if needed (once per process; apt serialises processes).
-fn install_go() {
-    if have_go() {
-        return;
-    }
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
-    assert!(
-        root,
-        "the Go interop tests need `go` and golang.org/x/sys: run `apt-get install golang-go golang-golang-x-sys-dev` (as root)"
-    );
-    run(
-        Command::new("apt-get").args(["update", "-q"]),
-        "apt-get update",
-    );
-    run(
-        Command::new("apt-get")
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .args([
-                "install",
-                "-y",
-                "-q",
-                "-o",
-                "DPkg::Lock::Timeout=600",
-                "golang-go",
-                "golang-golang-x-sys-dev",
-            ]),
-        "apt-get install golang-go golang-golang-x-sys-dev",
-    );
-    assert!(have_go(), "go is still missing after apt-get install");
-}
-
-/// Builds the driver against the original, offline; cached under the target directory.
-fn driver() -> &'static Path {
-    static DRIVER: OnceLock<PathBuf> = OnceLock::new();
-    DRIVER.get_or_init(|| {
-        let original = Path::new(ORIGINAL);
-        assert!(
-            original.join("shqueue/queue.go").is_file(),
-            "the Go original is expected at {} (the project's shared folder beside the repository)",
-            original.display()
-        );
-        install_go();
-        let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("shmq-go");
-        let parent = work.join("gopath/src/github.com/rdjjke");
-        std::fs::create_dir_all(&parent).unwrap();
-        let link = parent.join("shqueue-go");
-        if std::fs::read_link(&link).ok().as_deref() != Some(original) {
-            let _ = std::fs::remove_file(&link);
-            std::os::unix::fs::symlink(original.canonicalize().unwrap(), &link).unwrap();
-        }
-        let bin = work.join("driver");
-        run(
-            Command::new("go")
-                .args(["build", "-o"])
-                .arg(&bin)
-                .arg(DRIVER_SRC)
-                .env("GO111MODULE", "off")
-                .env(
-                    "GOPATH",
-                    format!("{}:/usr/share/gocode", work.join("gopath").display()),
-                )
-                .env("GOCACHE", work.join("cache"))
-                .env("GOPROXY", "off")
-                .env("GOTOOLCHAIN", "local")
-                .env("GOFLAGS", ""),
-            "go build of the interop driver",
-        );
-        bin
-    })
-}
-
 fn go(key: Key, bytes: usize, args: &[&str]) -> Command {
-    let mut cmd = Command::new(driver());
+    let mut cmd = Command::new(driver(true));
     cmd.arg(args[0])
         .arg(key.0.to_string())
         .args(&args[1..])
@@ -313,4 +208,31 @@ fn rust_and_go_race_on_a_cyclic_ring() {
             .all(|t| matches!(t >> 40, 1 | 2) && t & 0xff_ffff_ffff < N)
     );
     drop(cleanup);
+}
+
+/// A format-G header lock left by a dead Rust process, while a Go producer waits on it: the
+/// Rust consumer takes the lock over after the stall timeout, and the Go producer goes on.
+#[cfg(feature = "test-hooks")]
+#[test]
+fn dead_rust_holder_recovered_while_go_waits() {
+    let q = Queue::create_unique(4, 4, &go_format()).unwrap();
+    let mut cleanup = Cleanup::new(q.key());
+    let b = q.msg_bytes();
+    // A pid that existed and is gone: a child that has exited and been reaped.
+    let mut gone = Command::new("true").spawn().unwrap();
+    let dead_pid = gone.id();
+    gone.wait().unwrap();
+    let held = (1u64 << 32) | u64::from(dead_pid);
+    shmq::poke(q.key(), 16, &held.to_le_bytes()).unwrap();
+    // Kept in the guard: were the lock never recovered, the Go producer would spin forever.
+    cleanup.children.push(
+        go(q.key(), b, &["enqueue", "block", "10", "500"])
+            .spawn()
+            .unwrap(),
+    );
+    let got = recv_n(&q, 10);
+    let mut producer = cleanup.children.pop().unwrap();
+    assert!(producer.wait().unwrap().success(), "go producer");
+    assert_eq!(got, (500..510).collect::<Vec<_>>());
+    assert_eq!(q.recovered_locks(), 1);
 }

@@ -44,7 +44,10 @@ fn tag(producer: u64, i: u64) -> u64 {
 }
 
 fn child(role: &str) -> ExitCode {
-    let key = Key(env_u64("SHMQ_KEY") as i64 as i32);
+    let key = Key(std::env::var("SHMQ_KEY")
+        .expect("SHMQ_KEY")
+        .parse()
+        .expect("SHMQ_KEY is a key"));
     let q = Queue::open(key).expect("open the test queue");
     let bytes = q.msg_bytes();
     match role {

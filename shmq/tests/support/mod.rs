@@ -3,6 +3,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod go;
+
 use std::io::Write;
 use std::process::{Child, ExitCode};
 
