@@ -163,9 +163,9 @@ impl OpenOptions {
     /// How long the reader waits after moving writers before it checks the old file for a
     /// last time and truncates it (default 10 ms). It protects against writers that take
     /// no lock (the original's, or [`WriterSync::Grace`]); with only `Flock` writers it can
-    /// be zero.
+    /// be zero. Capped at one hour.
     pub fn switch_grace(mut self, grace: Duration) -> Self {
-        self.switch_grace = grace;
+        self.switch_grace = grace.min(Duration::from_secs(3600));
         self
     }
 }
@@ -1137,8 +1137,8 @@ impl Reader {
     }
 
     /// Appends the whole records of `old` after offset `from` to the other file (one write
-    /// per chunk: writers' records never interleave with them), synced as the queue's
-    /// durability asks. An incomplete record at the end is [`Error::TornRecord`] (the file
+    /// per chunk: writers' records never interleave with them), then synced. An incomplete
+    /// record at the end is [`Error::TornRecord`] (the file
     /// is kept) until [`Reader::skip_torn`] drops it.
     fn move_late(&mut self, old: usize, from: u64) -> Result<()> {
         let new = 1 - old;
@@ -1193,10 +1193,9 @@ impl Reader {
                 });
             }
         }
-        if moved
-            && self.q.opts.durability != Durability::PageCache
-            && let Err(e) = sys::sync_file_data(&self.files[new])
-        {
+        // Synced whatever the durability: the writer's own flush covers the file it wrote
+        // to, not this copy.
+        if moved && let Err(e) = sys::sync_file_data(&self.files[new]) {
             self.poisoned = true;
             return Err(io_err("fdatasync", &self.q.paths[new])(e));
         }

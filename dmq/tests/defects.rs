@@ -368,6 +368,15 @@ fn d08_explicit_commit_redelivers_what_was_not_committed() {
     assert!(r.try_recv().unwrap().is_none());
 }
 
+/// An option value is no reason to panic: a huge grace makes the reader wait (it is capped
+/// at an hour) instead of overflowing the clock.
+#[test]
+fn d06_a_huge_switch_grace_waits_instead_of_panicking() {
+    let (_d, _b, q, mut r) = flipped(&OpenOptions::new().switch_grace(Duration::MAX));
+    q.writer().unwrap().send(b"in-file-1").unwrap();
+    assert!(r.recv_timeout(Duration::from_millis(20)).unwrap().is_none());
+}
+
 /// Explicit commit keeps a drained file until its deliveries are committed. A writer
 /// without the lock (the original's, or `WriterSync::Grace`) that chose that file before
 /// the flip may append to it in between: the commit that finishes the switch must not
