@@ -736,9 +736,14 @@ impl Writer {
             let path = &self.q.paths[wt];
             if flock {
                 file.lock_shared().map_err(io_err("lock data file", path))?;
-                if self.q.writetarget()? != wt {
-                    let _ = file.unlock();
-                    continue;
+                match self.q.writetarget() {
+                    Ok(now) if now == wt => {}
+                    moved => {
+                        // Moved (or turned invalid): never return or retry holding the lock.
+                        let _ = file.unlock();
+                        moved?;
+                        continue;
+                    }
                 }
             }
             let result = loop {
@@ -1383,6 +1388,42 @@ mod tests {
                 OsStr::new("dir/qmap")
             )
         );
+    }
+
+    /// A send that fails after taking its shared lock (here: `writetarget` turned invalid
+    /// between the choice and the re-check) releases the lock; a lock left behind would
+    /// block the reader's switch for as long as the writer lives.
+    #[test]
+    fn a_failed_send_never_keeps_its_lock() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path().join("q"), None).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flipper = {
+            let inner = Arc::clone(&q.inner);
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    inner.map.store_i32(OFF_WRITETARGET, 7);
+                    inner.map.store_i32(OFF_WRITETARGET, 0);
+                }
+            })
+        };
+        let probe = File::open(&q.paths()[0]).unwrap();
+        let mut w = q.writer().unwrap();
+        let mut failed = 0;
+        for _ in 0..100_000 {
+            if w.send(b"x").is_err() {
+                failed += 1;
+                match probe.try_lock() {
+                    Ok(()) => probe.unlock().unwrap(),
+                    Err(e) => panic!("the failed send kept its lock: {e:?}"),
+                }
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        flipper.join().unwrap();
+        assert!(failed > 0, "the map never looked invalid to the writer");
     }
 
     #[test]
