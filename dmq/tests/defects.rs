@@ -377,6 +377,16 @@ fn d06_a_huge_switch_grace_waits_instead_of_panicking() {
     assert!(r.recv_timeout(Duration::from_millis(20)).unwrap().is_none());
 }
 
+/// A drained file 0 kept for an explicit commit, while the reader has delivered the first
+/// record of file 1.
+fn kept_switch(opts: &OpenOptions) -> (tempfile::TempDir, PathBuf, Queue, Reader) {
+    let (d, base, q, mut r) = flipped(opts);
+    q.writer().unwrap().send(b"in-file-1").unwrap();
+    assert_eq!(&*r.try_recv().unwrap().unwrap(), b"in-file-1");
+    assert!(size(&base, "0") > 0, "file 0 kept until the commit");
+    (d, base, q, r)
+}
+
 /// Explicit commit keeps a drained file until its deliveries are committed. A writer
 /// without the lock (the original's, or `WriterSync::Grace`) that chose that file before
 /// the flip may append to it in between: the commit that finishes the switch must not
@@ -387,17 +397,7 @@ fn d06_a_late_lockless_append_to_a_kept_file_survives_the_commit() {
         .commit(Commit::Explicit)
         .writer_sync(WriterSync::Grace)
         .switch_grace(Duration::ZERO);
-    let (_d, base, q) = fresh_with(&opts);
-    let mut w = q.writer().unwrap();
-    for i in 0..4 {
-        w.send(format!("{i:040}").as_bytes()).unwrap();
-    }
-    let mut r = q.reader().unwrap();
-    assert_eq!(drain(&mut r).len(), 4);
-    assert_eq!(state(&q).1, 1, "writers moved to file 1");
-    w.send(b"in-file-1").unwrap();
-    assert_eq!(&*r.try_recv().unwrap().unwrap(), b"in-file-1");
-    assert!(size(&base, "0") > 0, "file 0 kept until the commit");
+    let (_d, base, q, mut r) = kept_switch(&opts);
     // The late writer, stalled between reading `writetarget` and its append.
     let late = || FsOpen::new().append(true).open(file(&base, "0")).unwrap();
     late().write_all(b"late\n").unwrap();
@@ -412,15 +412,7 @@ fn d06_a_late_lockless_append_to_a_kept_file_survives_the_commit() {
 
     // A late record still being written (no terminator yet) is not cut off either: the
     // commit reports it as torn and keeps the file; once complete it is delivered.
-    let (_d, base, q) = fresh_with(&opts);
-    let mut w = q.writer().unwrap();
-    for i in 0..4 {
-        w.send(format!("{i:040}").as_bytes()).unwrap();
-    }
-    let mut r = q.reader().unwrap();
-    assert_eq!(drain(&mut r).len(), 4);
-    w.send(b"in-file-1").unwrap();
-    assert_eq!(&*r.try_recv().unwrap().unwrap(), b"in-file-1");
+    let (_d, base, q, mut r) = kept_switch(&opts);
     let late = FsOpen::new().append(true).open(file(&base, "0")).unwrap();
     (&late).write_all(b"whole\nhal").unwrap();
     match r.commit() {
@@ -663,6 +655,12 @@ fn d17_durability_levels_and_flush() {
     }
 }
 
+/// `err` is an I/O error of operation `op`.
+#[cfg(feature = "fault-injection")]
+fn assert_io(err: &Error, op: &str) {
+    assert!(matches!(err, Error::Io { op: o, .. } if *o == op), "{err}");
+}
+
 /// A failed sync is never retried: the handle refuses everything after it (a retried
 /// fsync can report success for data that never reached the disk).
 #[cfg(feature = "fault-injection")]
@@ -676,16 +674,7 @@ fn d17_a_failed_sync_poisons_the_handle() {
     w.send(b"one").unwrap();
     fail_next_syncs(1);
     let err = w.send(b"two").unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Io {
-                op: "fdatasync",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_io(&err, "fdatasync");
     assert!(matches!(w.send(b"three"), Err(Error::Poisoned)));
     assert!(matches!(w.flush(), Err(Error::Poisoned)));
     q.writer().unwrap().send(b"four").unwrap(); // a new handle starts clean
@@ -696,16 +685,7 @@ fn d17_a_failed_sync_poisons_the_handle() {
     w.send(b"x").unwrap();
     fail_next_syncs(1);
     let err = w.flush().unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Io {
-                op: "fdatasync",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_io(&err, "fdatasync");
     assert!(matches!(w.flush(), Err(Error::Poisoned)), "not retried");
     assert!(matches!(w.send(b"y"), Err(Error::Poisoned)));
 
@@ -721,7 +701,7 @@ fn d17_a_failed_sync_poisons_the_handle() {
     assert_eq!(&*r.try_recv().unwrap().unwrap(), b"a");
     fail_next_syncs(1);
     let err = r.commit().unwrap_err();
-    assert!(matches!(err, Error::Io { op: "msync", .. }), "{err}");
+    assert_io(&err, "msync");
     assert!(matches!(r.try_recv(), Err(Error::Poisoned)));
     assert!(matches!(r.commit(), Err(Error::Poisoned)));
 }
