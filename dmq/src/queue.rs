@@ -340,6 +340,34 @@ fn open_data(path: &Path) -> Result<File> {
         .map_err(io_err("open data file", path))
 }
 
+/// Opens (creating if missing) each data file; true if any was created, so the caller can
+/// make the new directory entries durable.
+fn ensure_data_files(paths: &[PathBuf]) -> Result<bool> {
+    let mut created = false;
+    for path in paths {
+        let exists = fs::OpenOptions::new().read(true).append(true).open(path);
+        match exists {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                match fs::OpenOptions::new()
+                    .read(true)
+                    .append(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(path)
+                {
+                    Ok(_) => created = true,
+                    // Another opener created it just now (and syncs it).
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(io_err("create data file", path)(e)),
+                }
+            }
+            Err(e) => return Err(io_err("open data file", path)(e)),
+        }
+    }
+    Ok(created)
+}
+
 /// Reads at most one byte more than a map can hold: a larger file is refused by its size,
 /// not read into memory.
 fn read_map(file: &File, path: &Path) -> Result<Vec<u8>> {
@@ -390,8 +418,9 @@ impl Queue {
             path: paths[2].clone(),
             reason,
         })?;
-        for p in &paths[..2] {
-            drop(open_data(p)?);
+        // A data file deleted by hand comes back empty; its new entry is made durable.
+        if ensure_data_files(&paths[..2])? {
+            sync_dir(&paths[0])?;
         }
         let stored = image
             .paths

@@ -706,6 +706,25 @@ fn d17_a_failed_sync_poisons_the_handle() {
     assert!(matches!(r.commit(), Err(Error::Poisoned)));
 }
 
+/// A data file that an open has to create again (deleted by hand) is a new directory
+/// entry: the open syncs the directory, or sends synced into that file could vanish with
+/// the entry at a power cut.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn d17_an_open_that_recreates_a_data_file_syncs_the_directory() {
+    use dmq::fault_injection::fail_next_syncs;
+    let (_d, base, q) = fresh(Framing::Newlines);
+    drop(q);
+    Queue::open(&base, None).unwrap(); // nothing created: no sync needed
+    fs::remove_file(file(&base, "1")).unwrap();
+    fail_next_syncs(1);
+    let err = Queue::open(&base, None).unwrap_err();
+    fail_next_syncs(0);
+    assert_io(&err, "sync directory");
+    assert_eq!(size(&base, "1"), 0, "recreated");
+    Queue::open(&base, None).unwrap();
+}
+
 #[test]
 fn d18_iterators_end_instead_of_failing() {
     let (_d, _b, q) = fresh(Framing::Newlines);
