@@ -1022,6 +1022,11 @@ impl Reader {
 
     /// Commits the message of `mark` and every one before it. Marks already committed are
     /// ignored.
+    ///
+    /// The first commit of a message of the next file finishes a switch that was kept for
+    /// the commit: records a writer without the lock appended to the drained file meanwhile
+    /// are moved to the end of the next file; an incomplete one is [`Error::TornRecord`]
+    /// (nothing committed) until it is complete or [`Reader::skip_torn`] drops it.
     pub fn commit_to(&mut self, mark: Mark) -> Result<()> {
         if self.poisoned {
             return Err(Error::Poisoned);

@@ -429,6 +429,17 @@ fn d06_a_late_lockless_append_to_a_kept_file_survives_the_commit() {
     r.commit().unwrap();
     drop(r);
     assert!(q.reader().unwrap().try_recv().unwrap().is_none());
+
+    // A late writer that died inside its record: `skip_torn` drops the tail, as at any
+    // switch, and the whole records before it are kept.
+    let (_d, base, _q, mut r) = kept_switch(&opts);
+    let late = FsOpen::new().append(true).open(file(&base, "0")).unwrap();
+    (&late).write_all(b"whole\ndead-writer").unwrap();
+    assert!(matches!(r.commit(), Err(Error::TornRecord { .. })));
+    r.skip_torn().unwrap();
+    r.commit().unwrap();
+    assert_eq!(size(&base, "0"), 0);
+    assert_eq!(drain(&mut r), [&b"whole"[..]]);
 }
 
 #[test]
