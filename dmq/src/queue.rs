@@ -677,6 +677,10 @@ impl Writer {
     }
 
     /// Sends one message with one `write`; returns the bytes written (with framing).
+    ///
+    /// With [`Durability::Data`] or [`Durability::Full`] a failed `fdatasync` is reported
+    /// after the record was appended: the message may still be delivered, but nothing says
+    /// it is durable, and the writer is poisoned ([`Error::Poisoned`] from then on).
     pub fn send(&mut self, msg: &[u8]) -> Result<usize> {
         self.buf.clear();
         self.encode(msg)?;

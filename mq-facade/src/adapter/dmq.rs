@@ -10,7 +10,8 @@
 //! again (at least once). `nack(requeue)` hands the message out again from memory, before
 //! anything new. The default framing (newlines, as the original) and nulls cannot carry a
 //! payload holding their delimiter: such a send is `Unsupported`; `framing=frames` carries any
-//! bytes up to 65,533.
+//! bytes up to 65,533. With `durability=data|full` a send whose sync fails is an error
+//! although the record was appended (it may still be delivered; the producer is poisoned).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
