@@ -62,3 +62,6 @@ pub use queue::{
     WriterSync,
 };
 pub use watch::Watcher;
+
+#[cfg(feature = "fault-injection")]
+pub use sys::fault_injection;

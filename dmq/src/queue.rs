@@ -15,7 +15,7 @@ use crate::format::{
     self, Decoded, EncodeError, Framing, MAP_LEN, MapImage, OFF_POSITION, OFF_READOFFSET,
     OFF_READTARGET, OFF_WRITEDELAY, OFF_WRITETARGET, PATH_FIELDS,
 };
-use crate::sys::MapView;
+use crate::sys::{self, MapView};
 use crate::watch::Watcher;
 
 /// How long a receive may wait.
@@ -163,9 +163,9 @@ impl OpenOptions {
     /// How long the reader waits after moving writers before it checks the old file for a
     /// last time and truncates it (default 10 ms). It protects against writers that take
     /// no lock (the original's, or [`WriterSync::Grace`]); with only `Flock` writers it can
-    /// be zero.
+    /// be zero. Capped at one hour.
     pub fn switch_grace(mut self, grace: Duration) -> Self {
-        self.switch_grace = grace;
+        self.switch_grace = grace.min(Duration::from_secs(3600));
         self
     }
 }
@@ -203,7 +203,8 @@ impl MapInfo {
     /// Reads the map of the queue at `base` without creating or changing anything.
     pub fn load(base: impl AsRef<Path>) -> Result<MapInfo> {
         let paths = derive_paths(base.as_ref());
-        let bytes = fs::read(&paths[2]).map_err(io_err("read", &paths[2]))?;
+        let file = File::open(&paths[2]).map_err(io_err("open map", &paths[2]))?;
+        let bytes = read_map(&file, &paths[2])?;
         let image = MapImage::decode(&bytes).map_err(|reason| Error::CorruptMap {
             path: paths[2].clone(),
             reason,
@@ -339,13 +340,51 @@ fn open_data(path: &Path) -> Result<File> {
         .map_err(io_err("open data file", path))
 }
 
+/// Opens (creating if missing) each data file; true if any was created, so the caller can
+/// make the new directory entries durable.
+fn ensure_data_files(paths: &[PathBuf]) -> Result<bool> {
+    let mut created = false;
+    for path in paths {
+        let exists = fs::OpenOptions::new().read(true).append(true).open(path);
+        match exists {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                match fs::OpenOptions::new()
+                    .read(true)
+                    .append(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(path)
+                {
+                    Ok(_) => created = true,
+                    // Another opener created it just now (and syncs it).
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(io_err("create data file", path)(e)),
+                }
+            }
+            Err(e) => return Err(io_err("open data file", path)(e)),
+        }
+    }
+    Ok(created)
+}
+
+/// Reads at most one byte more than a map can hold: a larger file is refused by its size,
+/// not read into memory.
+fn read_map(file: &File, path: &Path) -> Result<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(MAP_LEN + 1);
+    file.take(MAP_LEN as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io_err("read map", path))?;
+    Ok(bytes)
+}
+
 fn sync_dir(path: &Path) -> Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
     File::open(dir)
-        .and_then(|d| d.sync_all())
+        .and_then(|d| sys::sync_file_all(&d))
         .map_err(io_err("sync directory", dir))
 }
 
@@ -374,17 +413,14 @@ impl Queue {
             }
             other => other?,
         };
-        let mut bytes = Vec::with_capacity(MAP_LEN + 1);
-        (&map_file)
-            .take(MAP_LEN as u64 + 1)
-            .read_to_end(&mut bytes)
-            .map_err(io_err("read map", &paths[2]))?;
+        let bytes = read_map(&map_file, &paths[2])?;
         let image = MapImage::decode(&bytes).map_err(|reason| Error::CorruptMap {
             path: paths[2].clone(),
             reason,
         })?;
-        for p in &paths[..2] {
-            drop(open_data(p)?);
+        // A data file deleted by hand comes back empty; its new entry is made durable.
+        if ensure_data_files(&paths[..2])? {
+            sync_dir(&paths[0])?;
         }
         let stored = image
             .paths
@@ -439,7 +475,7 @@ impl Queue {
                 .open(&tmp)
                 .map_err(io_err("create map", &tmp))?;
             f.write_all(&image).map_err(io_err("write map", &tmp))?;
-            f.sync_all().map_err(io_err("sync map", &tmp))?;
+            sys::sync_file_all(&f).map_err(io_err("sync map", &tmp))?;
             match fs::hard_link(&tmp, &paths[2]) {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
@@ -641,6 +677,10 @@ impl Writer {
     }
 
     /// Sends one message with one `write`; returns the bytes written (with framing).
+    ///
+    /// With [`Durability::Data`] or [`Durability::Full`] a failed `fdatasync` is reported
+    /// after the record was appended: the message may still be delivered, but nothing says
+    /// it is durable, and the writer is poisoned ([`Error::Poisoned`] from then on).
     pub fn send(&mut self, msg: &[u8]) -> Result<usize> {
         self.buf.clear();
         self.encode(msg)?;
@@ -670,7 +710,7 @@ impl Writer {
         }
         for i in 0..2 {
             if self.written[i] {
-                if let Err(e) = self.files[i].sync_data() {
+                if let Err(e) = sys::sync_file_data(&self.files[i]) {
                     self.poisoned = true;
                     return Err(io_err("fdatasync", &self.q.paths[i])(e));
                 }
@@ -729,9 +769,14 @@ impl Writer {
             let path = &self.q.paths[wt];
             if flock {
                 file.lock_shared().map_err(io_err("lock data file", path))?;
-                if self.q.writetarget()? != wt {
-                    let _ = file.unlock();
-                    continue;
+                match self.q.writetarget() {
+                    Ok(now) if now == wt => {}
+                    moved => {
+                        // Moved (or turned invalid): never return or retry holding the lock.
+                        let _ = file.unlock();
+                        moved?;
+                        continue;
+                    }
                 }
             }
             let result = loop {
@@ -761,7 +806,7 @@ impl Writer {
             }
             self.written[wt] = true;
             if self.q.opts.durability != Durability::PageCache {
-                if let Err(e) = file.sync_data() {
+                if let Err(e) = sys::sync_file_data(file) {
                     self.poisoned = true;
                     return Err(io_err("fdatasync", path)(e));
                 }
@@ -801,8 +846,14 @@ pub struct Reader {
     hi: usize,
     off: u64,
     seq: u64,
-    /// A drained file still holding uncommitted deliveries (explicit commit).
-    pending_old: Option<usize>,
+    /// A drained file still holding uncommitted deliveries (explicit commit), and the
+    /// offset up to which it was drained.
+    pending_old: Option<(usize, u64)>,
+    /// Offset of an incomplete record found after the drained end of a kept file when the
+    /// switch was finished (reported as [`Error::TornRecord`]).
+    late_torn: Option<u64>,
+    /// [`Reader::skip_torn`] after `late_torn`: the next finish drops that tail.
+    drop_late_tail: bool,
     flipped_at: Option<Instant>,
     torn: Option<u64>,
     poisoned: bool,
@@ -862,6 +913,8 @@ impl Reader {
             off: position,
             seq: 0,
             pending_old: None,
+            late_torn: None,
+            drop_late_tail: false,
             // A previous reader may have just moved writers: give late writers their grace.
             flipped_at: (rt != wt).then(Instant::now),
             torn: None,
@@ -957,6 +1010,9 @@ impl Reader {
 
     /// Commits every message received so far ([`Commit::Explicit`]; a no-op otherwise).
     pub fn commit(&mut self) -> Result<()> {
+        if self.poisoned {
+            return Err(Error::Poisoned);
+        }
         if self.seq == self.committed_seq {
             return Ok(());
         }
@@ -970,6 +1026,11 @@ impl Reader {
 
     /// Commits the message of `mark` and every one before it. Marks already committed are
     /// ignored.
+    ///
+    /// The first commit of a message of the next file finishes a switch that was kept for
+    /// the commit: records a writer without the lock appended to the drained file meanwhile
+    /// are moved to the end of the next file; an incomplete one is [`Error::TornRecord`]
+    /// (nothing committed) until it is complete or [`Reader::skip_torn`] drops it.
     pub fn commit_to(&mut self, mark: Mark) -> Result<()> {
         if self.poisoned {
             return Err(Error::Poisoned);
@@ -983,10 +1044,10 @@ impl Reader {
             ));
         }
         let file = usize::from(mark.file);
-        if let Some(old) = self.pending_old
+        if let Some((old, drained)) = self.pending_old
             && file != old
         {
-            self.finish_switch(old)?;
+            self.finish_switch(old, drained, false)?;
         }
         let map = &self.q.map;
         map.store_u64(OFF_POSITION, mark.end);
@@ -1003,6 +1064,9 @@ impl Reader {
 
     /// After [`Error::TornRecord`]: drops the incomplete tail so the reader can go on.
     pub fn skip_torn(&mut self) -> Result<()> {
+        if self.late_torn.take().is_some() {
+            self.drop_late_tail = true;
+        }
         if self.torn.take().is_some() {
             self.lo = self.hi;
             self.seq += 1;
@@ -1053,18 +1117,28 @@ impl Reader {
         Ok(())
     }
 
-    /// Empties the drained file `old` and makes the other file the read target, in the
-    /// order that every crash prefix recovers from (truncate, position, readtarget).
-    fn finish_switch(&mut self, old: usize) -> Result<()> {
-        let file = &self.files[old];
+    /// Empties the drained file `old`, read up to `drained`, and makes the other file the
+    /// read target, in the order that every crash prefix recovers from (truncate,
+    /// position, readtarget).
+    ///
+    /// The size is checked once more under the exclusive lock that the truncate is done
+    /// with, so nothing appended after the drain is cut off. If `old` grew (a writer without
+    /// the lock) and `reread` is set, nothing changes and `false` says the caller must read
+    /// the rest first; otherwise (a file kept for an explicit commit, whose successor has
+    /// been read already) the late records are moved to the end of the other file.
+    fn finish_switch(&mut self, old: usize, drained: u64, reread: bool) -> Result<bool> {
         let path = &self.q.paths[old];
-        file.lock().map_err(io_err("lock data file", path))?;
-        let truncated = file.set_len(0).map_err(io_err("truncate", path));
-        let _ = file.unlock();
-        truncated?;
+        self.files[old]
+            .lock()
+            .map_err(io_err("lock data file", path))?;
+        let truncated = self.truncate_drained(old, drained, reread);
+        let _ = self.files[old].unlock();
+        if !truncated? {
+            return Ok(false);
+        }
         failpoint("switch.after_truncate");
         if self.q.opts.durability == Durability::Full
-            && let Err(e) = self.files[old].sync_data()
+            && let Err(e) = sys::sync_file_data(&self.files[old])
         {
             self.poisoned = true;
             return Err(io_err("fdatasync", &self.q.paths[old])(e));
@@ -1077,9 +1151,103 @@ impl Reader {
         failpoint("switch.after_readtarget");
         self.committed_rt = 1 - old;
         self.pending_old = None;
+        self.late_torn = None;
+        self.drop_late_tail = false;
         self.switches += 1;
         if self.q.opts.durability == Durability::Full {
             self.sync_map()?;
+        }
+        Ok(true)
+    }
+
+    /// The part of [`Reader::finish_switch`] under the exclusive lock of `old`.
+    fn truncate_drained(&mut self, old: usize, drained: u64, reread: bool) -> Result<bool> {
+        let path = &self.q.paths[old];
+        let size = self.files[old]
+            .metadata()
+            .map_err(io_err("stat", path))?
+            .len();
+        if size > drained {
+            if reread {
+                return Ok(false);
+            }
+            self.move_late(old, drained)?;
+        }
+        self.files[old]
+            .set_len(0)
+            .map_err(io_err("truncate", &self.q.paths[old]))?;
+        Ok(true)
+    }
+
+    /// Appends the whole records of `old` after offset `from` to the other file (one write
+    /// per chunk: writers' records never interleave with them), then synced. An incomplete
+    /// record at the end is [`Error::TornRecord`] (the file
+    /// is kept) until [`Reader::skip_torn`] drops it.
+    fn move_late(&mut self, old: usize, from: u64) -> Result<()> {
+        let new = 1 - old;
+        let framing = self.q.framing;
+        let limit = self.q.opts.max_record + framing.overhead();
+        let mut buf: Vec<u8> = Vec::new();
+        // File offset of `buf[0]`: everything before it has been moved.
+        let mut at = from;
+        let mut moved = false;
+        loop {
+            let have = buf.len();
+            buf.resize(have + CHUNK, 0);
+            let n = loop {
+                match self.files[old].read_at(&mut buf[have..], at + have as u64) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    other => break other.map_err(io_err("read", &self.q.paths[old]))?,
+                }
+            };
+            buf.truncate(have + n);
+            let mut whole = 0;
+            loop {
+                match format::decode_record(framing, &buf[whole..]) {
+                    Ok(Decoded::Record { len, .. }) => whole += len,
+                    Ok(Decoded::Incomplete) => break,
+                    Err(reason) => {
+                        return Err(Error::Corrupt {
+                            file: self.q.paths[old].clone(),
+                            offset: at + whole as u64,
+                            reason,
+                        });
+                    }
+                }
+            }
+            if whole > 0 {
+                (&self.files[new])
+                    .write_all(&buf[..whole])
+                    .map_err(io_err("append", &self.q.paths[new]))?;
+                moved = true;
+                buf.drain(..whole);
+                at += whole as u64;
+                // A retry after an error below moves only what is left.
+                self.pending_old = Some((old, at));
+            }
+            if n == 0 {
+                break;
+            }
+            if buf.len() > limit {
+                return Err(Error::Corrupt {
+                    file: self.q.paths[old].clone(),
+                    offset: at,
+                    reason: format!("record longer than the limit of {limit} bytes"),
+                });
+            }
+        }
+        // Synced whatever the durability: the writer's own flush covers the file it wrote
+        // to, not this copy.
+        if moved && let Err(e) = sys::sync_file_data(&self.files[new]) {
+            self.poisoned = true;
+            return Err(io_err("fdatasync", &self.q.paths[new])(e));
+        }
+        if !buf.is_empty() && !self.drop_late_tail {
+            self.late_torn = Some(at);
+            return Err(Error::TornRecord {
+                file: self.q.paths[old].clone(),
+                offset: at,
+            });
         }
         Ok(())
     }
@@ -1229,9 +1397,10 @@ impl Reader {
             }
             if self.committed_seq < self.seq && self.committed_rt == old {
                 // Deliveries of this file are not committed yet: keep it until they are.
-                self.pending_old = Some(old);
-            } else {
-                self.finish_switch(old)?;
+                self.pending_old = Some((old, end));
+            } else if !self.finish_switch(old, end, true)? {
+                // Appended to since the check above (a writer without the lock): read it.
+                continue;
             }
             self.cur = 1 - old;
             self.off = 0;
@@ -1257,6 +1426,42 @@ mod tests {
                 OsStr::new("dir/qmap")
             )
         );
+    }
+
+    /// A send that fails after taking its shared lock (here: `writetarget` turned invalid
+    /// between the choice and the re-check) releases the lock; a lock left behind would
+    /// block the reader's switch for as long as the writer lives.
+    #[test]
+    fn a_failed_send_never_keeps_its_lock() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let q = Queue::open(dir.path().join("q"), None).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flipper = {
+            let inner = Arc::clone(&q.inner);
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    inner.map.store_i32(OFF_WRITETARGET, 7);
+                    inner.map.store_i32(OFF_WRITETARGET, 0);
+                }
+            })
+        };
+        let probe = File::open(&q.paths()[0]).unwrap();
+        let mut w = q.writer().unwrap();
+        let mut failed = 0;
+        for _ in 0..100_000 {
+            if w.send(b"x").is_err() {
+                failed += 1;
+                match probe.try_lock() {
+                    Ok(()) => probe.unlock().unwrap(),
+                    Err(e) => panic!("the failed send kept its lock: {e:?}"),
+                }
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        flipper.join().unwrap();
+        assert!(failed > 0, "the map never looked invalid to the writer");
     }
 
     #[test]

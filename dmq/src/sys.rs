@@ -97,6 +97,7 @@ impl MapView {
 
     /// Writes the mapping back to the file and waits for it (`msync(MS_SYNC)`).
     pub(crate) fn sync(&self) -> io::Result<()> {
+        fault_injection::check()?;
         // SAFETY: the range is exactly our own live mapping; msync does not touch its bytes.
         unsafe { msync(self.base.cast(), MAP_LEN, MsFlags::MS_SYNC) }.map_err(errno)
     }
@@ -106,5 +107,56 @@ impl Drop for MapView {
     fn drop(&mut self) {
         // SAFETY: the mapping is ours, and nothing borrows it any more (`&mut self`).
         let _ = unsafe { munmap(self.base.cast(), MAP_LEN) };
+    }
+}
+
+/// `fdatasync` of a data file: with [`MapView::sync`] and [`sync_file_all`], the crate's
+/// only ways to stable storage.
+pub(crate) fn sync_file_data(file: &File) -> io::Result<()> {
+    fault_injection::check()?;
+    file.sync_data()
+}
+
+/// `fsync` of a file or directory, data and metadata (creation).
+pub(crate) fn sync_file_all(file: &File) -> io::Result<()> {
+    fault_injection::check()?;
+    file.sync_all()
+}
+
+/// Failing syncs on purpose, to test that a failed sync poisons the handle (feature
+/// `fault-injection`).
+#[cfg(feature = "fault-injection")]
+pub mod fault_injection {
+    thread_local! {
+        static FAIL_NEXT: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// Makes the next `count` syncs (fdatasync, fsync, msync) started on this thread fail
+    /// with `EIO`.
+    pub fn fail_next_syncs(count: usize) {
+        FAIL_NEXT.with(|n| n.set(count));
+    }
+
+    pub(crate) fn check() -> std::io::Result<()> {
+        let fail = FAIL_NEXT.with(|n| {
+            let left = n.get();
+            n.set(left.saturating_sub(1));
+            left > 0
+        });
+        if fail {
+            return Err(std::io::Error::from_raw_os_error(
+                nix::errno::Errno::EIO as i32,
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Without the `fault-injection` feature no sync is failed on purpose.
+#[cfg(not(feature = "fault-injection"))]
+pub(crate) mod fault_injection {
+    #[inline]
+    pub(crate) fn check() -> std::io::Result<()> {
+        Ok(())
     }
 }

@@ -368,6 +368,80 @@ fn d08_explicit_commit_redelivers_what_was_not_committed() {
     assert!(r.try_recv().unwrap().is_none());
 }
 
+/// An option value is no reason to panic: a huge grace makes the reader wait (it is capped
+/// at an hour) instead of overflowing the clock.
+#[test]
+fn d06_a_huge_switch_grace_waits_instead_of_panicking() {
+    let (_d, _b, q, mut r) = flipped(&OpenOptions::new().switch_grace(Duration::MAX));
+    q.writer().unwrap().send(b"in-file-1").unwrap();
+    assert!(r.recv_timeout(Duration::from_millis(20)).unwrap().is_none());
+}
+
+/// A drained file 0 kept for an explicit commit, while the reader has delivered the first
+/// record of file 1.
+fn kept_switch(opts: &OpenOptions) -> (tempfile::TempDir, PathBuf, Queue, Reader) {
+    let (d, base, q, mut r) = flipped(opts);
+    q.writer().unwrap().send(b"in-file-1").unwrap();
+    assert_eq!(&*r.try_recv().unwrap().unwrap(), b"in-file-1");
+    assert!(size(&base, "0") > 0, "file 0 kept until the commit");
+    (d, base, q, r)
+}
+
+/// Explicit commit keeps a drained file until its deliveries are committed. A writer
+/// without the lock (the original's, or `WriterSync::Grace`) that chose that file before
+/// the flip may append to it in between: the commit that finishes the switch must not
+/// truncate that record away, and must not deliver anything twice.
+#[test]
+fn d06_a_late_lockless_append_to_a_kept_file_survives_the_commit() {
+    let opts = OpenOptions::new()
+        .commit(Commit::Explicit)
+        .writer_sync(WriterSync::Grace)
+        .switch_grace(Duration::ZERO);
+    let (_d, base, q, mut r) = kept_switch(&opts);
+    // The late writer, stalled between reading `writetarget` and its append.
+    let late = || FsOpen::new().append(true).open(file(&base, "0")).unwrap();
+    late().write_all(b"late\n").unwrap();
+    r.commit().unwrap();
+    assert_eq!(size(&base, "0"), 0, "the switch finished");
+    assert_eq!(drain(&mut r), [&b"late"[..]]);
+    r.commit().unwrap();
+    drop(r);
+    let mut r = q.reader().unwrap();
+    assert!(r.try_recv().unwrap().is_none(), "nothing delivered twice");
+    drop(r);
+
+    // A late record still being written (no terminator yet) is not cut off either: the
+    // commit reports it as torn and keeps the file; once complete it is delivered.
+    let (_d, base, q, mut r) = kept_switch(&opts);
+    let late = FsOpen::new().append(true).open(file(&base, "0")).unwrap();
+    (&late).write_all(b"whole\nhal").unwrap();
+    match r.commit() {
+        Err(Error::TornRecord { file: f, offset }) => {
+            assert_eq!((f, offset), (file(&base, "0"), 170));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(size(&base, "0") > 0, "file 0 kept");
+    (&late).write_all(b"f\n").unwrap();
+    r.commit().unwrap();
+    assert_eq!(size(&base, "0"), 0);
+    assert_eq!(drain(&mut r), [&b"whole"[..], b"half"]);
+    r.commit().unwrap();
+    drop(r);
+    assert!(q.reader().unwrap().try_recv().unwrap().is_none());
+
+    // A late writer that died inside its record: `skip_torn` drops the tail, as at any
+    // switch, and the whole records before it are kept.
+    let (_d, base, _q, mut r) = kept_switch(&opts);
+    let late = FsOpen::new().append(true).open(file(&base, "0")).unwrap();
+    (&late).write_all(b"whole\ndead-writer").unwrap();
+    assert!(matches!(r.commit(), Err(Error::TornRecord { .. })));
+    r.skip_torn().unwrap();
+    r.commit().unwrap();
+    assert_eq!(size(&base, "0"), 0);
+    assert_eq!(drain(&mut r), [&b"whole"[..]]);
+}
+
 #[test]
 fn d09_rotation_and_backlog_bound_a_lagging_reader() {
     let (_d, base, q) = fresh_with(&OpenOptions::new().rotate_bytes(Some(1_000)));
@@ -464,6 +538,23 @@ fn d11_bad_maps_are_refused_with_the_reason() {
     let q = Queue::open(&base, None).unwrap();
     match q.reader() {
         Err(Error::CorruptMap { reason, .. }) => assert!(reason.contains("position 1000")),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The map is untrusted: `dmq -p` (`MapInfo::load`) on a huge file refuses it by its size
+/// instead of reading it all into memory.
+#[test]
+fn d11_a_huge_map_is_refused_without_reading_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("q");
+    let map = File::create(file(&base, "map")).unwrap();
+    map.set_len(1 << 40).unwrap(); // 1 TiB, sparse
+    match dmq::MapInfo::load(&base) {
+        Err(Error::CorruptMap { path, reason }) => {
+            assert_eq!(path, file(&base, "map"));
+            assert!(reason.contains("expected exactly 12320"), "{reason}");
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -573,6 +664,76 @@ fn d17_durability_levels_and_flush() {
         got.extend(drain(&mut r));
         assert_eq!(got.len(), 20, "{durability:?}");
     }
+}
+
+/// `err` is an I/O error of operation `op`.
+#[cfg(feature = "fault-injection")]
+fn assert_io(err: &Error, op: &str) {
+    assert!(matches!(err, Error::Io { op: o, .. } if *o == op), "{err}");
+}
+
+/// A failed sync is never retried: the handle refuses everything after it (a retried
+/// fsync can report success for data that never reached the disk).
+#[cfg(feature = "fault-injection")]
+#[test]
+fn d17_a_failed_sync_poisons_the_handle() {
+    use dmq::fault_injection::fail_next_syncs;
+
+    // A writer with `Durability::Data`: the send's fdatasync fails.
+    let (_d, _b, q) = fresh_with(&OpenOptions::new().durability(Durability::Data));
+    let mut w = q.writer().unwrap();
+    w.send(b"one").unwrap();
+    fail_next_syncs(1);
+    let err = w.send(b"two").unwrap_err();
+    assert_io(&err, "fdatasync");
+    assert!(matches!(w.send(b"three"), Err(Error::Poisoned)));
+    assert!(matches!(w.flush(), Err(Error::Poisoned)));
+    q.writer().unwrap().send(b"four").unwrap(); // a new handle starts clean
+
+    // A page-cache writer's flush.
+    let (_d, _b, q) = fresh(Framing::Newlines);
+    let mut w = q.writer().unwrap();
+    w.send(b"x").unwrap();
+    fail_next_syncs(1);
+    let err = w.flush().unwrap_err();
+    assert_io(&err, "fdatasync");
+    assert!(matches!(w.flush(), Err(Error::Poisoned)), "not retried");
+    assert!(matches!(w.send(b"y"), Err(Error::Poisoned)));
+
+    // A reader with `Durability::Full`: the commit's msync fails.
+    let opts = OpenOptions::new()
+        .durability(Durability::Full)
+        .commit(Commit::Explicit);
+    let (_d, _b, q) = fresh_with(&opts);
+    let mut w = q.writer().unwrap();
+    w.send(b"a").unwrap();
+    w.send(b"b").unwrap();
+    let mut r = q.reader().unwrap();
+    assert_eq!(&*r.try_recv().unwrap().unwrap(), b"a");
+    fail_next_syncs(1);
+    let err = r.commit().unwrap_err();
+    assert_io(&err, "msync");
+    assert!(matches!(r.try_recv(), Err(Error::Poisoned)));
+    assert!(matches!(r.commit(), Err(Error::Poisoned)));
+}
+
+/// A data file that an open has to create again (deleted by hand) is a new directory
+/// entry: the open syncs the directory, or sends synced into that file could vanish with
+/// the entry at a power cut.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn d17_an_open_that_recreates_a_data_file_syncs_the_directory() {
+    use dmq::fault_injection::fail_next_syncs;
+    let (_d, base, q) = fresh(Framing::Newlines);
+    drop(q);
+    Queue::open(&base, None).unwrap(); // nothing created: no sync needed
+    fs::remove_file(file(&base, "1")).unwrap();
+    fail_next_syncs(1);
+    let err = Queue::open(&base, None).unwrap_err();
+    fail_next_syncs(0);
+    assert_io(&err, "sync directory");
+    assert_eq!(size(&base, "1"), 0, "recreated");
+    Queue::open(&base, None).unwrap();
 }
 
 #[test]

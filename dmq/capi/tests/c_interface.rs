@@ -47,13 +47,34 @@ fn header_is_up_to_date() {
     }
 }
 
-/// The directory of the library built for this test run (target/<profile>).
+/// A directory holding `libdmq_capi.so`, built for this test.
+///
+/// `cargo test` compiles a library only as an rlib for the tests that depend on it, so the
+/// shared library is built here with `cargo build`, into its own target directory (the
+/// test's own one stays locked by the running `cargo test`).
 fn library_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+    // target/<profile>/deps/c_interface-HASH → target
+    let target = exe
+        .ancestors()
+        .nth(3)
+        .expect("the test runs from target/<profile>/deps")
+        .to_path_buf();
+    let target_dir = target.join("dmq-capi-shared");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(&cargo)
+        .args(["build", "--quiet", "--package", "dmq-capi", "--lib"])
+        .arg("--manifest-path")
+        .arg(Path::new(CRATE).join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run `{cargo} build` for the shared library: {e}"));
+    assert!(status.success(), "`cargo build -p dmq-capi` failed");
+    let dir = target_dir.join("debug");
     assert!(
         dir.join("libdmq_capi.so").is_file(),
-        "libdmq_capi.so not found in {} (cargo builds it with the tests of dmq-capi)",
+        "libdmq_capi.so not found in {} after `cargo build -p dmq-capi`",
         dir.display()
     );
     dir

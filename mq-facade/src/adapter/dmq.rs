@@ -7,7 +7,11 @@
 //! reader (one per queue across processes: a consumer in a second process gets an error
 //! while this one holds it), opened with explicit commit: a delivery is committed once it and
 //! every earlier one are acknowledged, so after a crash everything unacknowledged comes
-//! again (at least once). `nack(requeue)` hands the message out again from memory.
+//! again (at least once). `nack(requeue)` hands the message out again from memory, before
+//! anything new. The default framing (newlines, as the original) and nulls cannot carry a
+//! payload holding their delimiter: such a send is `Unsupported`; `framing=frames` carries any
+//! bytes up to 65,533. With `durability=data|full` a send whose sync fails is an error
+//! although the record was appended (it may still be delivered; the producer is poisoned).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
@@ -84,8 +88,14 @@ fn map_error(e: dmq::Error) -> Error {
         },
         dmq::Error::TooLarge { len, max } => Error::TooLarge { size: len, max },
         dmq::Error::Unsupported(what) => Error::unsupported(BACKEND, what),
-        e @ (dmq::Error::DelimiterInPayload { .. }
-        | dmq::Error::ReaderBusy { .. }
+        dmq::Error::DelimiterInPayload { framing, at } => Error::unsupported(
+            BACKEND,
+            format!(
+                "a payload holding the {framing} delimiter (at byte {at}) on a {framing} queue: \
+                 open it with framing=frames for binary payloads"
+            ),
+        ),
+        e @ (dmq::Error::ReaderBusy { .. }
         | dmq::Error::Full { .. }
         | dmq::Error::PathMismatch { .. }
         | dmq::Error::Poisoned
@@ -341,5 +351,31 @@ impl Drop for DmqConsumer {
         }
         drop(state);
         self.shared.watcher.wake();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A newline or NUL queue cannot carry a payload holding its delimiter: that is an
+    /// unsupported payload for this queue (with the way out), not an opaque backend error.
+    #[test]
+    fn a_delimiter_in_the_payload_is_unsupported_and_names_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("dmq://{}/q", dir.path().display());
+        let mut producer = crate::open_producer(&url).unwrap();
+        match producer.send(b"two\nlines") {
+            Err(Error::Unsupported { backend, what }) => {
+                assert_eq!(backend, BACKEND);
+                assert!(what.contains("framing=frames"), "{what}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let url = format!("dmq://{}/b?framing=frames", dir.path().display());
+        crate::open_producer(&url)
+            .unwrap()
+            .send(b"two\nlines")
+            .unwrap();
     }
 }
