@@ -420,7 +420,10 @@ impl Queue {
     }
 
     /// Enqueues `msg`; if the queue is full, discards the oldest message first (cyclic use).
-    /// Never waits for a consumer in format N.
+    /// Never waits for a consumer in format N. It may wait for a producer of the previous lap
+    /// of its slot that is still copying: at most the stall timeout, after which a dead one is
+    /// revoked and a live one (stopped, say, in a debugger) gives [`Error::LockStuck`] (format
+    /// G: the same for a lock held that long).
     pub fn enqueue_shift(&self, msg: &[u8]) -> Result<Shift> {
         Ok(match self.enqueue(msg, EnqMode::Shift)? {
             Enq::Replaced => Shift::ReplacedOldest,
@@ -428,7 +431,8 @@ impl Queue {
         })
     }
 
-    /// Enqueues `msg` if there is room; `Ok(false)` if the queue is full.
+    /// Enqueues `msg` if there is room; `Ok(false)` if the queue is full. Waits for a peer
+    /// stuck mid-operation at most the stall timeout, as [`Queue::enqueue_shift`] does.
     pub fn enqueue_try(&self, msg: &[u8]) -> Result<bool> {
         Ok(self.enqueue(msg, EnqMode::Try)? != Enq::Full)
     }
@@ -447,7 +451,10 @@ impl Queue {
         .map_err(|e| self.ring_error(e))
     }
 
-    /// Moves the oldest message into `buf`; `Ok(false)` if the queue is empty.
+    /// Moves the oldest message into `buf`; `Ok(false)` if the queue is empty. If the oldest
+    /// message is still being written, waits for its producer at most the stall timeout: a
+    /// dead producer's position is skipped, a live one that stays stuck gives
+    /// [`Error::LockStuck`].
     pub fn dequeue_try(&self, buf: &mut [u8]) -> Result<bool> {
         self.dequeue(buf, None)
     }
