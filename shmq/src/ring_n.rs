@@ -452,6 +452,14 @@ impl<M: Mem> RingN<M> {
                 continue;
             }
             if p > h {
+                if head.load(SeqCst) == h {
+                    // A producer reuses a slot only after `head` passed it.
+                    return Err(RingError::Corrupt {
+                        field: "seq",
+                        offset: off + n::SLOT_SEQ,
+                        detail: format!("slot shows position {p} while head is still {h}"),
+                    });
+                }
                 continue; // `h` was stale
             }
             // Position `h` is being written, or its producer has not claimed the slot yet.

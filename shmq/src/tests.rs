@@ -354,3 +354,24 @@ fn native_positions_from_a_corrupt_header_give_corrupt_not_a_panic() {
         );
     }
 }
+
+#[test]
+fn native_slot_ahead_of_head_gives_corrupt_not_a_busy_loop() {
+    use crate::format::n;
+    use crate::mem::Mem;
+    use std::sync::atomic::Ordering::SeqCst;
+    // Slot of position `head` claims a later lap while `head` stays put: no protocol step
+    // writes that (a producer reuses a slot only after `head` passed it).
+    let r = Arc::new(native_short_stall(1, 2));
+    r.mem.u64(n::TAIL).store(3, SeqCst);
+    r.mem
+        .u64(r.layout.slot(2) + n::SLOT_SEQ)
+        .store((4 << 2) | n::ST_READY, SeqCst);
+    for wait in [None, Some(Some(Instant::now() + Duration::from_secs(5)))] {
+        let r2 = Arc::clone(&r);
+        let got = returns(Duration::from_secs(20), move || {
+            r2.dequeue(&mut [0u8; 8], wait)
+        });
+        assert!(matches!(got, Err(RingError::Corrupt { .. })), "{got:?}");
+    }
+}
