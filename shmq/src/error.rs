@@ -57,8 +57,9 @@ pub enum Error {
     /// A peer that cannot be recovered (a Go process, or a live one) stayed in the way for
     /// longer than the stall timeout: format G, a lock it holds; format N, a slot it is still
     /// writing (the word is the slot's sequence word). Try and shift operations give it after
-    /// the stall timeout, block operations at their deadline. The message was not enqueued
-    /// or dequeued (a format-N shift may already have discarded the oldest one).
+    /// the stall timeout, format-G block operations at their deadline (format N: `Timeout`).
+    /// The message was not enqueued or dequeued (a format-N shift may already have discarded
+    /// the oldest one).
     #[error(
         "peer stuck in the queue at key {key}: word {word:#x} at offset {offset} unchanged for longer than the stall timeout"
     )]
