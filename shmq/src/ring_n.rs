@@ -308,17 +308,8 @@ impl<M: Mem> RingN<M> {
                 return Err(RingError::Revoked);
             }
             // The producer of the previous lap is mid-copy, or has not claimed the slot yet.
-            if stall.stuck(v, self.tuning.stall_timeout) {
-                if self.revoke(off, v, need) {
-                    stall.reset();
-                    continue;
-                }
-                if wait.is_none() {
-                    return Err(RingError::LockStuck {
-                        offset: off + n::SLOT_SEQ,
-                        word: v,
-                    });
-                }
+            if self.stalled(&mut stall, off, v, need, wait.is_none())? {
+                continue;
             }
             if let Some(deadline) = wait
                 && expired(deadline)
@@ -349,6 +340,34 @@ impl<M: Mem> RingN<M> {
         )
         .map(drop)
         .map_err(|_| RingError::Revoked)
+    }
+
+    /// The slot at `off` has shown `v` while position `need` waits on it: once that lasted
+    /// the stall timeout, revokes a dead (or never started) writer (`Ok(true)`: look again),
+    /// or, when `give_up` (try and shift), reports a live writer that stays in the way.
+    fn stalled(
+        &self,
+        stall: &mut Stall,
+        off: usize,
+        v: u64,
+        need: u64,
+        give_up: bool,
+    ) -> Result<bool, RingError> {
+        if !stall.stuck(v, self.tuning.stall_timeout) {
+            return Ok(false);
+        }
+        if self.revoke(off, v, need) {
+            stall.reset();
+            return Ok(true);
+        }
+        if give_up {
+            // A live writer, stopped or very slow: try and shift do not wait for it.
+            return Err(RingError::LockStuck {
+                offset: off + n::SLOT_SEQ,
+                word: v,
+            });
+        }
+        Ok(false)
     }
 
     /// Marks stuck position `need` (or the older one holding its slot) abandoned, if the
@@ -463,18 +482,8 @@ impl<M: Mem> RingN<M> {
                 continue; // `h` was stale
             }
             // Position `h` is being written, or its producer has not claimed the slot yet.
-            if stall.stuck(v, self.tuning.stall_timeout) {
-                if self.revoke(off, v, h) {
-                    stall.reset();
-                    continue;
-                }
-                if wait.is_none() {
-                    // A live writer, stopped or very slow: a try does not wait for it.
-                    return Err(RingError::LockStuck {
-                        offset: off + n::SLOT_SEQ,
-                        word: v,
-                    });
-                }
+            if self.stalled(&mut stall, off, v, h, wait.is_none())? {
+                continue;
             }
             match wait {
                 None => backoff.pause(self.tuning.max_backoff),
