@@ -583,6 +583,22 @@ mod tests {
     }
 
     #[cfg(feature = "amqp")]
+    #[cfg(feature = "shmq")]
+    #[test]
+    fn shmq_url_with_a_format_refuses_an_existing_queue_of_the_other() {
+        let key = shmq::find_free_key().unwrap();
+        let native = open_producer(&format!("shmq://{key}?words=2&slots=2"));
+        let go = open_producer(&format!("shmq://{key}?words=2&slots=2&format=go")).err();
+        let unsaid = open_consumer(&format!("shmq://{key}?words=2&slots=2")).err();
+        shmq::remove(key).unwrap();
+        native.unwrap();
+        let go = go
+            .expect("a native queue is not a Go-compatible one")
+            .to_string();
+        assert!(go.contains("format native, not go"), "{go}");
+        assert!(unsaid.is_none(), "no format asked: any format is fine");
+    }
+
     #[test]
     fn amqp_urls_are_checked_part_by_part() {
         assert_eq!(

@@ -54,15 +54,19 @@ pub enum Error {
     /// The deadline passed before the operation could complete.
     #[error("timed out waiting on the queue at key {0}")]
     Timeout(Key),
-    /// A format-G lock stayed held by a peer that cannot be recovered (a Go process, or a live
-    /// one) for longer than the stall timeout.
+    /// A peer that cannot be recovered (a Go process, or a live one) stayed in the way for
+    /// longer than the stall timeout: format G, a lock it holds; format N, a slot it is still
+    /// writing (the word is the slot's sequence word). Try and shift operations give it after
+    /// the stall timeout, format-G block operations at their deadline (format N: `Timeout`).
+    /// The message was not enqueued or dequeued (a format-N shift may already have discarded
+    /// the oldest one).
     #[error(
-        "lock stuck in the queue at key {key}: lock word {word:#x} at offset {offset} held for longer than the stall timeout"
+        "peer stuck in the queue at key {key}: word {word:#x} at offset {offset} unchanged for longer than the stall timeout"
     )]
     LockStuck {
         /// The segment's key.
         key: Key,
-        /// Offset of the lock word.
+        /// Offset of the lock word (format G) or slot sequence word (format N).
         offset: usize,
         /// The value it held.
         word: u64,

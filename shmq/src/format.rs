@@ -297,6 +297,22 @@ fn put64(b: &mut [u8], off: usize, v: u64) {
     b[off..off + 8].copy_from_slice(&v.to_le_bytes());
 }
 
+/// The width (4 or 8 bytes) with which the protocols access the word at `off` (8-aligned
+/// pairs for the 32-bit fields) of a segment whose first 8 bytes are `magic`. Readers of
+/// raw bytes (`open`, `snapshot`) use it so that they never access a location with a size
+/// other than the one the protocols use: Rust's memory model does not allow racing atomic
+/// accesses of different sizes.
+pub fn word_width(magic: [u8; 8], off: usize) -> usize {
+    let u32_field = if magic == MAGIC_G {
+        matches!(off, g::CAPACITY | g::MSG_BYTES | g::START | g::LEN)
+    } else if magic == MAGIC_N {
+        (n::VERSION..n::DROPPED).contains(&off) || (n::DATA_SEQ..208).contains(&off)
+    } else {
+        false
+    };
+    if u32_field { 4 } else { 8 }
+}
+
 /// Decodes and validates the header in `bytes` (the segment's first bytes, at most 256 needed)
 /// of a segment whose real size is `segment_len`. Never panics, whatever the input.
 pub fn decode(bytes: &[u8], segment_len: u64) -> Result<Header, DecodeError> {
@@ -489,6 +505,34 @@ mod tests {
                 len: 0
             }))
         );
+    }
+
+    #[test]
+    fn raw_readers_use_each_fields_own_width() {
+        let u32s_g = [g::CAPACITY, g::MSG_BYTES, g::START, g::LEN];
+        let u32s_n = [
+            n::VERSION,
+            n::STATE,
+            n::WORDS,
+            n::CAPACITY,
+            n::STRIDE,
+            n::CREATOR_PID,
+            n::DATA_SEQ,
+            n::SPACE_SEQ,
+            n::CONSUMERS_WAITING,
+            n::PRODUCERS_WAITING,
+        ];
+        for off in (0..n::HEADER).step_by(8) {
+            let g32 = u32s_g.contains(&off);
+            assert_eq!(g32, u32s_g.contains(&(off + 4)), "G pair at {off}");
+            assert_eq!(word_width(MAGIC_G, off), if g32 { 4 } else { 8 }, "G {off}");
+            let n32 = u32s_n.contains(&off);
+            assert_eq!(n32, u32s_n.contains(&(off + 4)), "N pair at {off}");
+            assert_eq!(word_width(MAGIC_N, off), if n32 { 4 } else { 8 }, "N {off}");
+        }
+        // Slots are 64-bit words in both formats.
+        assert_eq!(word_width(MAGIC_G, g::HEADER + 8), 8);
+        assert_eq!(word_width(MAGIC_N, n::HEADER + n::SLOT_DATA), 8);
     }
 
     #[test]

@@ -35,7 +35,9 @@
 //!   claim with a CAS that fails if the slot was reused); `enqueue_shift` never waits for a
 //!   consumer; waiting spins for [`Options::spin_for`], then parks on a shared futex (no CPU
 //!   while idle); a producer killed mid-operation is detected after
-//!   [`Options::stall_timeout`] and its position skipped ([`Queue::abandoned`]).
+//!   [`Options::stall_timeout`] and its position skipped ([`Queue::abandoned`]). Behind a
+//!   live producer stuck mid-copy, try and shift give [`Error::LockStuck`] after the stall
+//!   timeout and blocking operations return at their deadline.
 //! * Format G follows the Go library's lock protocol exactly. Rust peers write identifiable
 //!   lock words, so a lock held by a dead Rust process is recovered; a lock held by a Go
 //!   process past the stall timeout gives [`Error::LockStuck`] instead of a hang.

@@ -119,13 +119,23 @@ fn native_shift_try_two_consumers() {
         let mut sent = p1.join().unwrap();
         sent.extend(p2.join().unwrap());
         let theirs = c1.join().unwrap();
-        // Each consumer's own deliveries are in order too.
-        let mut delivered = theirs;
-        delivered.extend(mine);
+        let mut drained = Vec::new();
         while ring.dequeue(&mut buf, None).unwrap() {
-            delivered.push(tag_of(&buf));
+            drained.push(tag_of(&buf));
         }
-        delivered.sort_unstable();
+        // FIFO across the two phases: what the racing consumers took is older than anything
+        // of the same producer still left for the drain (which `check` sees in its order).
+        // (The two racing consumers' takes have no order between them.)
+        let mut early: Vec<u64> = theirs.iter().chain(&mine).copied().collect();
+        early.sort_unstable();
+        for e in &early {
+            assert!(
+                drained.iter().all(|d| d >> 8 != e >> 8 || d > e),
+                "{e:#x} delivered while an older message of its producer waited: {drained:?}"
+            );
+        }
+        let mut delivered = early;
+        delivered.extend(drained);
         check(&mut delivered, &sent, ring.dropped());
         assert_eq!(ring.abandoned(), 0);
     });

@@ -353,13 +353,40 @@ fn bench(
     };
     let floor =
         shmq::bench::Latency::from_round_trips(shmq::bench::cache_line_floor(rounds, warmup));
-    let mut child = peer("pong", ping.key(), pong.key(), (rounds + warmup) as u64)?;
+    /// Kills and reaps the peer if the bench stops early (an error): it would otherwise wait
+    /// on the deleted queues for ever.
+    struct Peer(std::process::Child);
+    impl Peer {
+        fn finish(mut self) -> std::io::Result<()> {
+            let status = self.0.wait()?;
+            std::mem::forget(self);
+            if status.success() {
+                Ok(())
+            } else {
+                Err(std::io::Error::other(format!(
+                    "the bench peer failed: {status}"
+                )))
+            }
+        }
+    }
+    impl Drop for Peer {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let child = Peer(peer(
+        "pong",
+        ping.key(),
+        pong.key(),
+        (rounds + warmup) as u64,
+    )?);
     let lat =
         shmq::bench::Latency::from_round_trips(shmq::bench::ping(ping, pong, rounds, warmup)?);
-    child.wait()?;
-    let mut child = peer("stream", ping.key(), pong.key(), messages)?;
+    child.finish()?;
+    let child = Peer(peer("stream", ping.key(), pong.key(), messages)?);
     let took = shmq::bench::stream_recv(ping, messages)?;
-    child.wait()?;
+    child.finish()?;
     let rate = (messages - 1) as f64 / took.as_secs_f64();
     println!(
         "{} bytes, {} slots, format {format}, {} mode",

@@ -239,13 +239,7 @@ impl Queue {
         let header = loop {
             let mut bytes = [0u8; format::n::HEADER];
             let n = bytes.len().min(seg.len()) / 8;
-            for (i, chunk) in bytes.chunks_exact_mut(8).take(n).enumerate() {
-                chunk.copy_from_slice(
-                    &seg.u64(8 * i)
-                        .load(std::sync::atomic::Ordering::Acquire)
-                        .to_le_bytes(),
-                );
-            }
+            copy_words(&seg, &mut bytes[..n * 8]);
             match format::decode(&bytes[..n * 8], seg.len() as u64) {
                 Ok(h) => break h,
                 Err(DecodeError::NotReady) if Instant::now() < give_up => {
@@ -420,7 +414,10 @@ impl Queue {
     }
 
     /// Enqueues `msg`; if the queue is full, discards the oldest message first (cyclic use).
-    /// Never waits for a consumer in format N.
+    /// Never waits for a consumer in format N. It may wait for a producer of the previous lap
+    /// of its slot that is still copying: at most the stall timeout, after which a dead one is
+    /// revoked and a live one (stopped, say, in a debugger) gives [`Error::LockStuck`] (format
+    /// G: the same for a lock held that long).
     pub fn enqueue_shift(&self, msg: &[u8]) -> Result<Shift> {
         Ok(match self.enqueue(msg, EnqMode::Shift)? {
             Enq::Replaced => Shift::ReplacedOldest,
@@ -428,7 +425,8 @@ impl Queue {
         })
     }
 
-    /// Enqueues `msg` if there is room; `Ok(false)` if the queue is full.
+    /// Enqueues `msg` if there is room; `Ok(false)` if the queue is full. Waits for a peer
+    /// stuck mid-operation at most the stall timeout, as [`Queue::enqueue_shift`] does.
     pub fn enqueue_try(&self, msg: &[u8]) -> Result<bool> {
         Ok(self.enqueue(msg, EnqMode::Try)? != Enq::Full)
     }
@@ -447,7 +445,10 @@ impl Queue {
         .map_err(|e| self.ring_error(e))
     }
 
-    /// Moves the oldest message into `buf`; `Ok(false)` if the queue is empty.
+    /// Moves the oldest message into `buf`; `Ok(false)` if the queue is empty. If the oldest
+    /// message is still being written, waits for its producer at most the stall timeout: a
+    /// dead producer's position is skipped, a live one that stays stuck gives
+    /// [`Error::LockStuck`].
     pub fn dequeue_try(&self, buf: &mut [u8]) -> Result<bool> {
         self.dequeue(buf, None)
     }
@@ -618,15 +619,31 @@ pub fn snapshot(key: Key) -> Result<Vec<u8>> {
     key.check()?;
     let id = sys::shmget(key.0, 0, 0).map_err(|e| os("shmget", key, e))?;
     let seg = Segment::attach(id).map_err(|e| os("shmat", key, e))?;
-    let mut out = Vec::with_capacity(seg.len());
-    for i in 0..seg.len() / 8 {
-        out.extend_from_slice(
-            &seg.u64(8 * i)
-                .load(std::sync::atomic::Ordering::Acquire)
-                .to_le_bytes(),
-        );
-    }
+    let mut out = vec![0u8; seg.len() / 8 * 8];
+    copy_words(&seg, &mut out);
     Ok(out)
+}
+
+/// Copies the segment's first `out.len()` bytes (a multiple of 8) into `out`, each word with
+/// the width the protocols access it with ([`format::word_width`]).
+fn copy_words(seg: &Segment, out: &mut [u8]) {
+    use std::sync::atomic::Ordering::Acquire;
+    if out.len() < 8 {
+        return;
+    }
+    let magic = seg.u64(0).load(Acquire).to_le_bytes();
+    out[..8].copy_from_slice(&magic);
+    let mut off = 8;
+    while off + 8 <= out.len() {
+        if format::word_width(magic, off) == 4 {
+            for half in [off, off + 4] {
+                out[half..half + 4].copy_from_slice(&seg.u32(half).load(Acquire).to_le_bytes());
+            }
+        } else {
+            out[off..off + 8].copy_from_slice(&seg.u64(off).load(Acquire).to_le_bytes());
+        }
+        off += 8;
+    }
 }
 
 /// Overwrites bytes of the segment at `key` at `offset` (8-aligned, whole words): for tests

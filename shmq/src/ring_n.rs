@@ -1,7 +1,7 @@
 //! Protocol N: a bounded MPMC ring with a sequence word per slot; consumers claim after
 //! copying, so a delivered message is never torn and a shift never waits for a consumer.
 
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 use std::time::{Duration, Instant};
 
 use crate::format::{LayoutN, MAGIC_N, n};
@@ -127,6 +127,20 @@ fn split(v: u64) -> (u64, u64) {
     (v >> 2, v & 3)
 }
 
+/// Positions at or above this are never reached (2^61 enqueues) and would overflow the
+/// arithmetic on `pos << 2` and `pos + 1`: a `head` or `tail` there was written by something
+/// other than this protocol. `open` refuses such a header; the ring re-checks on every
+/// operation because another process may write anything at any time.
+const MAX_POS: u64 = 1 << 61;
+
+fn corrupt_pos(field: &'static str, offset: usize, pos: u64) -> RingError {
+    RingError::Corrupt {
+        field,
+        offset,
+        detail: format!("{pos} is beyond any reachable position"),
+    }
+}
+
 impl<M: Mem> RingN<M> {
     /// A ring over memory holding a valid, initialised queue of `layout`.
     pub(crate) fn new(mem: M, layout: LayoutN, tuning: Tuning) -> RingN<M> {
@@ -187,7 +201,13 @@ impl<M: Mem> RingN<M> {
         let mut parker = Parker::new();
         let t = loop {
             let t = tail.load(SeqCst);
-            if t.wrapping_sub(self.head_hint.load(Relaxed)) < cap {
+            if t >= MAX_POS {
+                return Err(corrupt_pos("tail", n::TAIL, t));
+            }
+            // Acquire pairs with the release in `fetch_max` below: a hint read here carries
+            // the happens-before edge from the consumer's claim of `head`, so this producer's
+            // writes to the slot cannot be seen by that consumer's copy.
+            if t.wrapping_sub(self.head_hint.load(Acquire)) < cap {
                 if tail
                     .compare_exchange_weak(t, t + 1, SeqCst, Relaxed)
                     .is_ok()
@@ -197,8 +217,14 @@ impl<M: Mem> RingN<M> {
                 continue;
             }
             let h = head.load(SeqCst);
-            self.head_hint.fetch_max(h, Relaxed);
+            if h >= MAX_POS {
+                return Err(corrupt_pos("head", n::HEAD, h));
+            }
+            self.head_hint.fetch_max(h, AcqRel);
             let t = tail.load(SeqCst);
+            if t >= MAX_POS {
+                return Err(corrupt_pos("tail", n::TAIL, t));
+            }
             let used = t.wrapping_sub(h);
             if used >= cap {
                 if head.load(SeqCst) != h {
@@ -239,7 +265,11 @@ impl<M: Mem> RingN<M> {
             }
         };
         hooks::hit("n_tail_claimed");
-        self.write(t, msg)?;
+        let wait = match mode {
+            EnqMode::Block(deadline) => Some(deadline),
+            EnqMode::Shift | EnqMode::Try => None,
+        };
+        self.write(t, msg, wait)?;
         // Dekker with `park`: publish, full fence, then look for sleepers.
         fence(SeqCst);
         if m.u32(n::CONSUMERS_WAITING).load(SeqCst) > 0 {
@@ -249,8 +279,13 @@ impl<M: Mem> RingN<M> {
         Ok(if replaced { Enq::Replaced } else { Enq::Stored })
     }
 
-    /// Writes position `t`, which this producer owns through `tail`.
-    fn write(&self, t: u64, msg: &[u8]) -> Result<(), RingError> {
+    /// Writes position `t`, which this producer owns through `tail`. Waiting for the previous
+    /// lap of the slot is bounded: `wait` is `Some(deadline)` for a blocking enqueue (until the
+    /// deadline), `None` for try and shift (until the stall timeout, when the slow writer is
+    /// alive and cannot be revoked: `LockStuck`). A producer that gives up leaves position `t`
+    /// unclaimed; the next consumer or producer that needs it marks it abandoned after the
+    /// stall timeout, as for a producer that died before claiming its slot.
+    fn write(&self, t: u64, msg: &[u8], wait: Option<Option<Instant>>) -> Result<(), RingError> {
         let m = &self.mem;
         let off = self.layout.slot(t);
         let seq = m.u64(off + n::SLOT_SEQ);
@@ -273,9 +308,13 @@ impl<M: Mem> RingN<M> {
                 return Err(RingError::Revoked);
             }
             // The producer of the previous lap is mid-copy, or has not claimed the slot yet.
-            if stall.stuck(v, self.tuning.stall_timeout) && self.revoke(off, v, need) {
-                stall.reset();
+            if self.stalled(&mut stall, off, v, need, wait.is_none())? {
                 continue;
+            }
+            if let Some(deadline) = wait
+                && expired(deadline)
+            {
+                return Err(RingError::Timeout);
             }
             backoff.pause(self.tuning.max_backoff);
         }
@@ -301,6 +340,34 @@ impl<M: Mem> RingN<M> {
         )
         .map(drop)
         .map_err(|_| RingError::Revoked)
+    }
+
+    /// The slot at `off` has shown `v` while position `need` waits on it: once that lasted
+    /// the stall timeout, revokes a dead (or never started) writer (`Ok(true)`: look again),
+    /// or, when `give_up` (try and shift), reports a live writer that stays in the way.
+    fn stalled(
+        &self,
+        stall: &mut Stall,
+        off: usize,
+        v: u64,
+        need: u64,
+        give_up: bool,
+    ) -> Result<bool, RingError> {
+        if !stall.stuck(v, self.tuning.stall_timeout) {
+            return Ok(false);
+        }
+        if self.revoke(off, v, need) {
+            stall.reset();
+            return Ok(true);
+        }
+        if give_up {
+            // A live writer, stopped or very slow: try and shift do not wait for it.
+            return Err(RingError::LockStuck {
+                offset: off + n::SLOT_SEQ,
+                word: v,
+            });
+        }
+        Ok(false)
     }
 
     /// Marks stuck position `need` (or the older one holding its slot) abandoned, if the
@@ -358,6 +425,9 @@ impl<M: Mem> RingN<M> {
         let mut backoff = Backoff::new();
         loop {
             let h = head.load(SeqCst);
+            if h >= MAX_POS {
+                return Err(corrupt_pos("head", n::HEAD, h));
+            }
             let off = self.layout.slot(h);
             let seq = m.u64(off + n::SLOT_SEQ);
             let v = seq.load(SeqCst);
@@ -401,11 +471,18 @@ impl<M: Mem> RingN<M> {
                 continue;
             }
             if p > h {
+                if head.load(SeqCst) == h {
+                    // A producer reuses a slot only after `head` passed it.
+                    return Err(RingError::Corrupt {
+                        field: "seq",
+                        offset: off + n::SLOT_SEQ,
+                        detail: format!("slot shows position {p} while head is still {h}"),
+                    });
+                }
                 continue; // `h` was stale
             }
             // Position `h` is being written, or its producer has not claimed the slot yet.
-            if stall.stuck(v, self.tuning.stall_timeout) && self.revoke(off, v, h) {
-                stall.reset();
+            if self.stalled(&mut stall, off, v, h, wait.is_none())? {
                 continue;
             }
             match wait {

@@ -13,11 +13,14 @@ use crate::ring_g::RingG;
 use crate::ring_n::{Enq, EnqMode, RingError, RingN};
 use crate::wait::Tuning;
 
+/// The stall timeout is far above any descheduling on a loaded machine: these tests check
+/// delivery, and a live thread preempted inside a critical window must not be revoked
+/// (the stuck-peer tests use [`native_short_stall`]).
 fn tuning() -> Tuning {
     Tuning {
         spin_for: Duration::from_micros(20),
         max_backoff: Duration::from_micros(50),
-        stall_timeout: Duration::from_millis(200),
+        stall_timeout: Duration::from_secs(30),
     }
 }
 
@@ -223,4 +226,155 @@ fn native_threads_no_loss_no_duplicate() {
 #[test]
 fn go_threads_no_loss_no_duplicate() {
     threads_blocking(false);
+}
+
+/// A native ring with a short stall timeout, for the stuck-peer cases.
+fn native_short_stall(words: u32, cap: u32) -> RingN<HeapMem> {
+    let layout = LayoutN::new(words, cap).unwrap();
+    let mem = HeapMem::new(layout.size() as usize);
+    RingN::init(&mem, layout, std::process::id());
+    RingN::new(
+        mem,
+        layout,
+        Tuning {
+            stall_timeout: Duration::from_millis(30),
+            ..tuning()
+        },
+    )
+}
+
+/// Runs `f` on a thread and fails the test if it does not return within `limit` (a hang
+/// guard: the operations under test must return at all, not within a measured time).
+fn returns<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || drop(tx.send(f())));
+    rx.recv_timeout(limit)
+        .expect("the operation never returned (a live peer's stall made it hang)")
+}
+
+/// Position `pos` shown as being written by a live process (this one) in its slot.
+fn live_writer_at(r: &RingN<HeapMem>, pos: u64) {
+    use crate::format::n;
+    use crate::mem::Mem;
+    let off = r.layout.slot(pos);
+    r.mem.u64(off + n::SLOT_SEQ).store(
+        (pos << 2) | n::ST_WRITING,
+        std::sync::atomic::Ordering::SeqCst,
+    );
+    r.mem.u64(off + n::SLOT_OWNER).store(
+        (u64::from(std::process::id()) << 32) | (pos & 0xffff_ffff),
+        std::sync::atomic::Ordering::SeqCst,
+    );
+}
+
+#[test]
+fn native_try_operations_are_bounded_by_a_live_stalled_writer() {
+    use crate::format::n;
+    use crate::mem::Mem;
+    use std::sync::atomic::Ordering::SeqCst;
+    // Capacity 1: a live producer (stopped, say by a debugger) is mid-copy at position 1.
+    let r = Arc::new(native_short_stall(1, 1));
+    r.mem.u64(n::TAIL).store(2, SeqCst);
+    live_writer_at(&r, 1);
+    // dequeue_try must not spin forever behind it.
+    let r2 = Arc::clone(&r);
+    let got = returns(Duration::from_secs(20), move || {
+        r2.dequeue(&mut [0u8; 8], None)
+    });
+    assert!(
+        matches!(got, Err(RingError::LockStuck { .. })),
+        "dequeue_try behind a stalled writer: {got:?}"
+    );
+    // A shift discards position 1 and then needs its slot for position 2: bounded too.
+    let r2 = Arc::clone(&r);
+    let got = returns(Duration::from_secs(20), move || {
+        r2.enqueue(&msg(1, 7), EnqMode::Shift)
+    });
+    assert!(
+        matches!(got, Err(RingError::LockStuck { .. })),
+        "shift behind a stalled writer: {got:?}"
+    );
+    // A blocking enqueue honours its deadline even after it has claimed a position.
+    r.mem
+        .u64(n::HEAD)
+        .store(r.mem.u64(n::TAIL).load(SeqCst), SeqCst);
+    let r2 = Arc::clone(&r);
+    let got = returns(Duration::from_secs(20), move || {
+        r2.enqueue(
+            &msg(1, 8),
+            EnqMode::Block(Some(Instant::now() + Duration::from_millis(50))),
+        )
+    });
+    assert!(
+        matches!(
+            got,
+            Err(RingError::Timeout) | Err(RingError::LockStuck { .. })
+        ),
+        "block behind a stalled writer: {got:?}"
+    );
+    // The live writer finishes: the two positions given up (2 and 3) are skipped after the
+    // stall timeout, and the queue works again.
+    r.mem
+        .u64(r.layout.slot(1) + n::SLOT_SEQ)
+        .store((1 << 2) | n::ST_READY, SeqCst);
+    let r2 = Arc::clone(&r);
+    returns(Duration::from_secs(20), move || {
+        let deadline = Some(Instant::now() + Duration::from_secs(10));
+        let r3 = Arc::clone(&r2);
+        let consumer = std::thread::spawn(move || {
+            let mut buf = [0u8; 8];
+            r3.dequeue(&mut buf, Some(deadline)).map(|_| buf)
+        });
+        r2.enqueue(&msg(1, 9), EnqMode::Block(deadline)).unwrap();
+        let buf = consumer.join().unwrap().unwrap();
+        assert_eq!(buf.to_vec(), msg(1, 9));
+        assert_eq!(r2.abandoned(), 2);
+    });
+}
+
+#[test]
+fn native_positions_from_a_corrupt_header_give_corrupt_not_a_panic() {
+    use crate::format::n;
+    use crate::mem::Mem;
+    use std::sync::atomic::Ordering::SeqCst;
+    for (head, tail) in [
+        (u64::MAX, u64::MAX),
+        (u64::MAX - 1, u64::MAX),
+        (1 << 62, 1 << 62),
+    ] {
+        let r = native_short_stall(1, 2);
+        r.mem.u64(n::HEAD).store(head, SeqCst);
+        r.mem.u64(n::TAIL).store(tail, SeqCst);
+        let e = r.enqueue(&msg(1, 1), EnqMode::Try);
+        assert!(
+            matches!(e, Err(RingError::Corrupt { .. })),
+            "{head} {tail}: {e:?}"
+        );
+        let d = r.dequeue(&mut [0u8; 8], None);
+        assert!(
+            matches!(d, Err(RingError::Corrupt { .. })),
+            "{head} {tail}: {d:?}"
+        );
+    }
+}
+
+#[test]
+fn native_slot_ahead_of_head_gives_corrupt_not_a_busy_loop() {
+    use crate::format::n;
+    use crate::mem::Mem;
+    use std::sync::atomic::Ordering::SeqCst;
+    // Slot of position `head` claims a later lap while `head` stays put: no protocol step
+    // writes that (a producer reuses a slot only after `head` passed it).
+    let r = Arc::new(native_short_stall(1, 2));
+    r.mem.u64(n::TAIL).store(3, SeqCst);
+    r.mem
+        .u64(r.layout.slot(2) + n::SLOT_SEQ)
+        .store((4 << 2) | n::ST_READY, SeqCst);
+    for wait in [None, Some(Some(Instant::now() + Duration::from_secs(5)))] {
+        let r2 = Arc::clone(&r);
+        let got = returns(Duration::from_secs(20), move || {
+            r2.dequeue(&mut [0u8; 8], wait)
+        });
+        assert!(matches!(got, Err(RingError::Corrupt { .. })), "{got:?}");
+    }
 }

@@ -199,7 +199,9 @@ fn go_holder_gives_lock_stuck() {
         "{err}"
     );
     let err = q
-        .enqueue_block(&[0u8; 8], Some(Instant::now() + Duration::from_millis(600)))
+        // The deadline leaves room to watch the word for a stall timeout (200 ms) even when
+        // this process is descheduled for a while on a loaded machine.
+        .enqueue_block(&[0u8; 8], Some(Instant::now() + Duration::from_secs(2)))
         .unwrap_err();
     assert!(matches!(err, Error::LockStuck { .. }), "{err}");
     let mut buf = [0u8; 8];

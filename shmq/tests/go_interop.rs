@@ -40,6 +40,16 @@ fn go_format() -> Options {
     }
 }
 
+/// Format G for the racing cases, which check delivery, not recovery: a live Go holder
+/// descheduled on a loaded machine for longer than the default 200 ms stall timeout would
+/// give `LockStuck` to the Rust side's try and shift.
+fn go_format_patient() -> Options {
+    Options {
+        stall_timeout: Duration::from_secs(60),
+        ..go_format()
+    }
+}
+
 fn soon() -> Option<Instant> {
     Some(Instant::now() + Duration::from_secs(60))
 }
@@ -150,7 +160,7 @@ fn same_operations_leave_byte_identical_segments() {
 #[test]
 fn rust_and_go_race_on_a_cyclic_ring() {
     const N: u64 = 20_000;
-    let q = Queue::create_unique(4, 4, &go_format()).unwrap();
+    let q = Queue::create_unique(4, 4, &go_format_patient()).unwrap();
     let cleanup = Cleanup::new(q.key());
     let b = q.msg_bytes();
     let stop = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("shmq-go-stop-{}", q.key().0));

@@ -48,7 +48,14 @@ fn child(role: &str) -> ExitCode {
         .expect("SHMQ_KEY")
         .parse()
         .expect("SHMQ_KEY is a key"));
-    let q = Queue::open(key).expect("open the test queue");
+    // These tests check delivery, not recovery: on a loaded machine a live child can be
+    // descheduled for longer than the default 200 ms stall timeout inside a critical window
+    // and would be revoked (or see `LockStuck`), so the children allow far more.
+    let patient = Options {
+        stall_timeout: Duration::from_secs(60),
+        ..Options::default()
+    };
+    let q = Queue::open_with(key, &patient).expect("open the test queue");
     let bytes = q.msg_bytes();
     match role {
         "producer" => {

@@ -3,12 +3,14 @@
 //!
 //! `KEY` is the SysV key (`0x5151` or decimal). With `words` and `slots` the queue is created
 //! if no segment is at the key (an existing one must have that geometry); without them it is
-//! opened. The queue holds fixed-size messages of `8 × words` bytes; the facade frames each
-//! payload as a little-endian u64 length followed by the bytes, so payloads of up to
-//! `8 × words − 8` bytes fit. `mode=cyclic` makes every send overwrite the oldest message
-//! when the queue is full (shmq's shift); `SendOptions::overflow(DropOldest)` does the same
-//! per send. Messages live in the segment: they survive the sending process
-//! ([`Durability::Written`]), not a reboot. No acknowledgements: a received message is gone.
+//! opened. `format` (default native) applies to a queue created; when it is given, an existing
+//! queue of the other format is refused. The queue holds fixed-size messages of `8 × words`
+//! bytes; the facade frames each payload as a little-endian u64 length followed by the bytes,
+//! so payloads of up to `8 × words − 8` bytes fit. `mode=cyclic` makes every send overwrite
+//! the oldest message when the queue is full (shmq's shift);
+//! `SendOptions::overflow(DropOldest)` does the same per send. Messages live in the segment:
+//! they survive the sending process ([`Durability::Written`]), not a reboot. No
+//! acknowledgements: a received message is gone.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -31,7 +33,8 @@ pub(crate) struct Target {
     pub(crate) key: Key,
     pub(crate) create: Option<(u32, u32)>,
     pub(crate) cyclic: bool,
-    pub(crate) format: Format,
+    /// `None`: not given (create format N; open any).
+    pub(crate) format: Option<Format>,
 }
 
 /// Parses `shmq://KEY?words=…&slots=…&mode=blocking|cyclic&format=native|go`.
@@ -70,10 +73,17 @@ pub(crate) fn parse(raw: &str, url: &url::Url) -> Result<Target> {
         }
     };
     let cyclic = params.choose("mode", &[("blocking", false), ("cyclic", true)])?;
-    let format = params.choose(
-        "format",
-        &[("native", Format::Native), ("go", Format::GoCompat)],
-    )?;
+    let format = match params.take::<String>("format")?.as_deref() {
+        None => None,
+        Some("native") => Some(Format::Native),
+        Some("go") => Some(Format::GoCompat),
+        Some(other) => {
+            return Err(invalid(
+                raw,
+                format!("parameter `format`: `{other}` is not one of native, go"),
+            ));
+        }
+    };
     params.finish()?;
     Ok(Target {
         key,
@@ -121,12 +131,24 @@ fn open(target: &Target) -> Result<Queue> {
         return Queue::open(target.key).map_err(map_error);
     };
     let options = Options {
-        format: target.format,
+        format: target.format.unwrap_or_default(),
         ..Options::default()
     };
     match Queue::create_with(target.key, words, slots, &options) {
         Err(shmq::Error::AlreadyExists(_)) => {
             let q = Queue::open(target.key).map_err(map_error)?;
+            if let Some(format) = target.format
+                && q.format() != format
+            {
+                return Err(Error::backend(
+                    BACKEND,
+                    format!(
+                        "the queue at key {} has format {}, not {format}",
+                        target.key,
+                        q.format()
+                    ),
+                ));
+            }
             if q.msg_bytes() != words as usize * 8 || q.capacity() != slots {
                 return Err(Error::backend(
                     BACKEND,
