@@ -443,17 +443,50 @@ fn list(dir: &Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// The private name of a claimed file a reaper has taken: `.reap.UUID.E.P.N.ID` (`ddmq`
-/// dropped from the id, so that Python's `*.ddmq*` glob never matches it).
-fn reap_name(claimed: &ClaimedName) -> String {
+/// The private name of a claimed file a reaper has taken: `.reap.UUID[-T].E.P.N.ID` (`ddmq`
+/// dropped from the id, so that Python's `*.ddmq*` glob never matches it). The tag `T` keeps
+/// an explicit requeue (`r`) or give-back (`k`), so that whoever finishes the file after a
+/// crash does what was asked, not what the message's flag says.
+fn reap_name(claimed: &ClaimedName, how: Settle) -> String {
     format!(
-        "{REAP_PREFIX}{}.{}.{}.{}.{}",
+        "{REAP_PREFIX}{}{}.{}.{}.{}.{}",
         uuid_hex(),
+        reap_tag(how),
         claimed.expiry,
         claimed.waiting.priority,
         claimed.waiting.number,
         claimed.waiting.id
     )
+}
+
+fn reap_tag(how: Settle) -> &'static str {
+    match how {
+        Settle::Requeue => "-r",
+        Settle::Release => "-k",
+        Settle::Expired | Settle::ByFlag | Settle::Delete => "",
+    }
+}
+
+/// The settlement a private file's tag asks for (no tag: by the flag, as an expiry).
+fn reap_settle(token: &str) -> Settle {
+    if token.ends_with("-r") {
+        Settle::Requeue
+    } else if token.ends_with("-k") {
+        Settle::Release
+    } else {
+        Settle::Expired
+    }
+}
+
+/// Read errors that will not go away by retrying: the entry is not a readable message file.
+fn unreadable(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::PermissionDenied
+            | ErrorKind::IsADirectory
+            | ErrorKind::NotADirectory
+            | ErrorKind::InvalidInput
+    ) || e.raw_os_error() == Some(libc::ELOOP)
 }
 
 impl Broker {
@@ -938,8 +971,13 @@ impl Broker {
             let Some(key) = idx.keys.pop_first() else {
                 break;
             };
-            if let Some(d) = self.claim(&qs, &settings, &mut idx, &key.name)? {
-                out.push(d);
+            match self.claim(&qs, &settings, &mut idx, &key.name) {
+                Ok(Some(d)) => out.push(d),
+                Ok(None) => {}
+                // What was claimed is handed out (dropping it would strand it in `work/`
+                // until its timeout); the next call meets the error again.
+                Err(_) if !out.is_empty() => break,
+                Err(e) => return Err(e),
             }
         }
         drop(idx);
@@ -1020,6 +1058,10 @@ impl Broker {
             let bytes = match read_small(&path) {
                 Ok(b) => b,
                 Err(e) if not_found(&e) => return Ok(None),
+                Err(e) if unreadable(&e) => {
+                    self.quarantine(qs, &path, name)?;
+                    return Ok(None);
+                }
                 Err(e) => return Err(io("read", &path)(e)),
             };
             match Message::decode(&bytes) {
@@ -1143,7 +1185,7 @@ impl Broker {
             detail: e.0,
         })?;
         // Take it first (one winner among reapers and the owner), then publish the copy.
-        let private = qs.work.join(reap_name(&parsed));
+        let private = qs.work.join(reap_name(&parsed, how));
         match fs::rename(&path, &private) {
             Ok(()) => {}
             Err(e) if not_found(&e) => return Ok(AckOutcome::Missing),
@@ -1160,9 +1202,13 @@ impl Broker {
         waiting: &str,
         how: Settle,
     ) -> Result<AckOutcome> {
-        let bytes = match fs::read(private) {
+        let bytes = match read_small(private) {
             Ok(b) => b,
             Err(e) if not_found(&e) => return Ok(AckOutcome::Missing),
+            Err(e) if unreadable(&e) => {
+                let to = self.quarantine(qs, private, waiting)?;
+                return Ok(AckOutcome::Quarantined { path: to });
+            }
             Err(e) => return Err(io("read", private)(e)),
         };
         let m = match Message::decode(&bytes) {
@@ -1331,17 +1377,26 @@ impl Broker {
                 if ctime_age(&meta) < self.inner.opts.reap_grace {
                     continue;
                 }
-                let waiting = rest.split_once('.').map_or(rest, |(_, r)| r);
-                let parts: Vec<&str> = waiting.rsplitn(4, '.').collect();
+                let (token, tail) = rest.split_once('.').unwrap_or((rest, ""));
+                let how = reap_settle(token);
+                let parts: Vec<&str> = tail.rsplitn(4, '.').collect();
                 let waiting = if parts.len() >= 3 {
                     format!("{}.{}.ddmq{}", parts[2], parts[1], parts[0])
                 } else {
                     name.clone()
                 };
-                self.tally(
-                    &mut report,
-                    self.finish_reap(qs, &path, &waiting, Settle::Expired)?,
-                );
+                // Take it over first: of concurrent cleaners exactly one finishes it.
+                let mine = qs.work.join(format!(
+                    "{REAP_PREFIX}{}{}.{tail}",
+                    uuid_hex(),
+                    reap_tag(how)
+                ));
+                match fs::rename(&path, &mine) {
+                    Ok(()) => {}
+                    Err(e) if not_found(&e) => continue,
+                    Err(e) => return Err(io("rename", &path)(e)),
+                }
+                self.tally(&mut report, self.finish_reap(qs, &mine, &waiting, how)?);
                 continue;
             }
             if !format::is_message_file(&name) {
@@ -1381,11 +1436,25 @@ impl Broker {
     }
 }
 
-/// Reads a whole file without asking its size first (messages are small; one syscall less).
+/// Reads a whole message file. Only a regular file is read: a FIFO, a device, a directory or
+/// a symbolic link under a message name is an `unreadable` error (a FIFO is opened without
+/// blocking, a link is not followed).
 fn read_small(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
-    let mut bytes = Vec::with_capacity(1024);
-    fs::File::open(path)?.read_to_end(&mut bytes)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0).min(1 << 20) + 1);
+    f.read_to_end(&mut bytes)?;
     Ok(bytes)
 }
 
