@@ -347,7 +347,6 @@ struct Inner {
     opts: BrokerOptions,
     sync: Syncer,
     queues: Mutex<HashMap<String, Arc<QueueState>>>,
-    last_number: Mutex<u128>,
 }
 
 #[derive(Debug)]
@@ -540,7 +539,6 @@ impl Broker {
                 opts,
                 sync,
                 queues: Mutex::new(HashMap::new()),
-                last_number: Mutex::new(0),
             }),
         })
     }
@@ -847,7 +845,9 @@ impl Broker {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let mut last = lock(&self.inner.last_number);
+        // One counter for the whole process (every broker of it), as the docs promise.
+        static LAST: Mutex<u128> = Mutex::new(0);
+        let mut last = lock(&LAST);
         *last = now.max(*last + 1);
         format::queue_number(*last)
     }

@@ -34,8 +34,10 @@
 //!   lost one moves on to the next message, and every claimed message is returned.
 //! - **No duplicate requeue**: a cleaner or a nack first renames the claimed file to a private
 //!   `work/.reap.UUID.…` name (one winner), then publishes the copy, then removes it. A reaper
-//!   killed in between leaves the private file, which the next clean finishes after
-//!   [`BrokerOptions::reap_grace`] (at-least-once).
+//!   killed in between leaves the private file, which the next clean takes over (again by a
+//!   rename, one winner) and finishes after [`BrokerOptions::reap_grace`], as its reaper was
+//!   asked (at-least-once: a reaper killed after its copy and before its unlink leaves one
+//!   duplicate).
 //! - **Order**: by default priorities compare as numbers (2 before 10), then the queue number
 //!   as a decimal (older first), then the id ([`Order::Numeric`]); [`Order::Lexicographic`]
 //!   reproduces the original's string sort. Queue numbers are strictly increasing per process.
@@ -50,7 +52,9 @@
 //!   unique temporary file, a rename.
 //! - **Untrusted files**: a message file that does not parse is left alone while it is young
 //!   (a Python publisher may still be writing it) and moved to `ROOT/.quarantine/QUEUE/` once
-//!   older than 5 s, never wedging the queue. Errors name the file.
+//!   older than 5 s, never wedging the queue; an entry that cannot be read at all (a
+//!   directory, FIFO or link under a message name, permission denied) is moved there at once.
+//!   Errors name the file.
 //!
 //! See the README for every difference from the original.
 
