@@ -41,10 +41,12 @@
 //! - **Order**: by default priorities compare as numbers (2 before 10), then the queue number
 //!   as a decimal (older first), then the id ([`Order::Numeric`]); [`Order::Lexicographic`]
 //!   reproduces the original's string sort. Queue numbers are strictly increasing per process.
-//! - **Consume does not scale with the backlog**: waiting names are kept in an in-memory
-//!   index per queue, re-read from the directory only when it is empty, when the directory
-//!   changed behind this process's back, or now and then as a safety net (at most about 1% of the
-//!   time). The first consume after a foreign change costs one scan of the directory.
+//! - **Consume does not scale with the backlog** (in one consuming process): waiting names
+//!   are kept in an in-memory index per queue, re-read from the directory only when it is
+//!   empty, when the directory changed behind this process's back, or now and then as a
+//!   safety net (at most about 1% of the time). The first consume after a foreign change (another process's publish or claim)
+//!   costs one scan of the directory, so several processes draining one deep queue each scan
+//!   it often.
 //! - **Durability** ([`Durability::Fsync`]): new files are `fdatasync`ed before their rename
 //!   and every changed directory is `fsync`ed before publish, consume, ack, nack and settings
 //!   writes return. A failed sync poisons the broker. Default: as the original, no sync.
