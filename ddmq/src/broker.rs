@@ -531,6 +531,8 @@ impl Broker {
             }
             let example = root.join("ddmq.yaml.example");
             fs::write(&example, format::DEFAULT_SETTINGS_YAML).map_err(io("write", &example))?;
+            // A durable root stays initiated after a power loss (its queues need it).
+            Syncer::new(opts.durability).sync_dir(&root)?;
         }
         let sync = Syncer::new(opts.durability);
         Ok(Broker {
