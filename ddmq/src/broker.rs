@@ -477,6 +477,15 @@ fn reap_settle(token: &str) -> Settle {
     }
 }
 
+/// `flock` errors that mean the file system cannot lock this directory (not contention).
+fn lock_unsupported(e: &std::io::Error) -> bool {
+    e.kind() == ErrorKind::Unsupported
+        || matches!(
+            e.raw_os_error(),
+            Some(libc::EBADF | libc::ENOLCK | libc::ENOSYS | libc::EOPNOTSUPP | libc::EINVAL)
+        )
+}
+
 /// Read errors that will not go away by retrying: the entry is not a readable message file.
 fn unreadable(e: &std::io::Error) -> bool {
     matches!(
@@ -803,7 +812,17 @@ impl Broker {
             .as_ref()
             .map_or_else(|| self.inner.root.clone(), |qs| qs.dir.clone());
         let handle = fs::File::open(&dir).map_err(io("open directory", &dir))?;
-        handle.lock().map_err(io("flock", &dir))?;
+        match handle.lock() {
+            Ok(()) => {}
+            // Where the file system cannot lock a directory (NFS emulates flock with
+            // byte-range locks, which need a file open for writing; Lustre without `-o flock`;
+            // `nolock` mounts) the write goes ahead unlocked: the rename still never leaves a
+            // partial file, only two concurrent writers may lose one's update (as in the
+            // original). Failing instead would fail every throttled clean, and so every
+            // publish and consume, on those file systems.
+            Err(e) if lock_unsupported(&e) => {}
+            Err(e) => return Err(io("flock", &dir)(e)),
+        }
         let path = dir.join("ddmq.yaml");
         let mut current = read_settings_file(&path)?;
         for (k, v) in patch {
@@ -1469,4 +1488,20 @@ fn read_settings_file(path: &Path) -> Result<SettingsFile> {
         path: path.to_owned(),
         detail: e.0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directory_locks_a_file_system_cannot_take_are_not_errors() {
+        // NFS (exclusive lock on a read-only fd), Lustre without `-o flock`, `nolock` mounts.
+        for errno in [libc::EBADF, libc::ENOLCK, libc::ENOSYS, libc::EOPNOTSUPP] {
+            assert!(lock_unsupported(&std::io::Error::from_raw_os_error(errno)));
+        }
+        for errno in [libc::EIO, libc::EINTR, libc::EACCES] {
+            assert!(!lock_unsupported(&std::io::Error::from_raw_os_error(errno)));
+        }
+    }
 }

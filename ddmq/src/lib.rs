@@ -51,7 +51,9 @@
 //!   and every changed directory is `fsync`ed before publish, consume, ack, nack and settings
 //!   writes return. A failed sync poisons the broker. Default: as the original, no sync.
 //! - **Settings writes are atomic**: read-modify-write under an `flock` of the directory, a
-//!   unique temporary file, a rename.
+//!   unique temporary file, a rename. Where the file system cannot lock a directory (NFS,
+//!   Lustre without `-o flock`) the write goes ahead unlocked: still never a partial file, but
+//!   two concurrent writers may lose one update, as with the original.
 //! - **Untrusted files**: a message file that does not parse is left alone while it is young
 //!   (a Python publisher may still be writing it) and moved to `ROOT/.quarantine/QUEUE/` once
 //!   older than 5 s, never wedging the queue; an entry that cannot be read at all (a
