@@ -1059,10 +1059,25 @@ impl Broker {
         idx: &mut Index,
         name: &str,
     ) -> Result<Option<Delivery>> {
-        let now = now_secs();
-        let expiry = format::format_expiry(now.floor() + settings.message_timeout.floor());
-        let mut claimed = format!("{expiry}.{name}");
         let from = qs.dir.join(name);
+        // Read first, so that the claim carries the message's own timeout from its first
+        // rename: a claimer killed before a second rename would leave the queue's timeout.
+        // A file that does not parse yet (a Python publisher filling it in place) or cannot
+        // be read is claimed with the queue's timeout and judged from `work/` below.
+        let early = match read_small(&from) {
+            Ok(bytes) => Message::decode(&bytes).ok(),
+            Err(e) if not_found(&e) => return Ok(None),
+            Err(e) if unreadable(&e) => None,
+            Err(e) => return Err(io("read", &from)(e)),
+        };
+        let now = now_secs();
+        let expiry_of = |timeout: Option<f64>| match timeout {
+            Some(t) if t.fract() == 0.0 => now.floor() + t,
+            Some(t) => now + t,
+            None => now.floor() + settings.message_timeout.floor(),
+        };
+        let first = early.as_ref().and_then(|m| m.timeout);
+        let mut claimed = format!("{}.{name}", format::format_expiry(expiry_of(first)));
         let before = dir_mtime(&qs.dir);
         match fs::rename(&from, qs.work.join(&claimed)) {
             Ok(()) => {}
@@ -1074,6 +1089,15 @@ impl Broker {
             idx.mtime = dir_mtime(&qs.dir);
         }
         let path = qs.work.join(&claimed);
+        if let Some(mut m) = early {
+            m.filename.clone_from(&claimed);
+            return Ok(Some(Delivery {
+                message: m,
+                broker: self.clone(),
+                queue: qs.name.clone(),
+                claimed,
+            }));
+        }
         let mut m = None;
         for attempt in 0..4 {
             let bytes = match read_small(&path) {
@@ -1113,12 +1137,7 @@ impl Broker {
         if let Some(t) = m.timeout
             && t != settings.message_timeout
         {
-            let e = if t.fract() == 0.0 {
-                now.floor() + t
-            } else {
-                now + t
-            };
-            let fixed = format!("{}.{name}", format::format_expiry(e));
+            let fixed = format!("{}.{name}", format::format_expiry(expiry_of(Some(t))));
             match fs::rename(&path, qs.work.join(&fixed)) {
                 Ok(()) => claimed = fixed,
                 Err(e) if not_found(&e) => return Ok(None),
