@@ -347,7 +347,6 @@ struct Inner {
     opts: BrokerOptions,
     sync: Syncer,
     queues: Mutex<HashMap<String, Arc<QueueState>>>,
-    last_number: Mutex<u128>,
 }
 
 #[derive(Debug)]
@@ -443,17 +442,59 @@ fn list(dir: &Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// The private name of a claimed file a reaper has taken: `.reap.UUID.E.P.N.ID` (`ddmq`
-/// dropped from the id, so that Python's `*.ddmq*` glob never matches it).
-fn reap_name(claimed: &ClaimedName) -> String {
+/// The private name of a claimed file a reaper has taken: `.reap.UUID[-T].E.P.N.ID` (`ddmq`
+/// dropped from the id, so that Python's `*.ddmq*` glob never matches it). The tag `T` keeps
+/// an explicit requeue (`r`) or give-back (`k`), so that whoever finishes the file after a
+/// crash does what was asked, not what the message's flag says.
+fn reap_name(claimed: &ClaimedName, how: Settle) -> String {
     format!(
-        "{REAP_PREFIX}{}.{}.{}.{}.{}",
+        "{REAP_PREFIX}{}{}.{}.{}.{}.{}",
         uuid_hex(),
+        reap_tag(how),
         claimed.expiry,
         claimed.waiting.priority,
         claimed.waiting.number,
         claimed.waiting.id
     )
+}
+
+fn reap_tag(how: Settle) -> &'static str {
+    match how {
+        Settle::Requeue => "-r",
+        Settle::Release => "-k",
+        Settle::Expired | Settle::ByFlag | Settle::Delete => "",
+    }
+}
+
+/// The settlement a private file's tag asks for (no tag: by the flag, as an expiry).
+fn reap_settle(token: &str) -> Settle {
+    if token.ends_with("-r") {
+        Settle::Requeue
+    } else if token.ends_with("-k") {
+        Settle::Release
+    } else {
+        Settle::Expired
+    }
+}
+
+/// `flock` errors that mean the file system cannot lock this directory (not contention).
+fn lock_unsupported(e: &std::io::Error) -> bool {
+    e.kind() == ErrorKind::Unsupported
+        || matches!(
+            e.raw_os_error(),
+            Some(libc::EBADF | libc::ENOLCK | libc::ENOSYS | libc::EOPNOTSUPP | libc::EINVAL)
+        )
+}
+
+/// Read errors that will not go away by retrying: the entry is not a readable message file.
+fn unreadable(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::PermissionDenied
+            | ErrorKind::IsADirectory
+            | ErrorKind::NotADirectory
+            | ErrorKind::InvalidInput
+    ) || e.raw_os_error() == Some(libc::ELOOP)
 }
 
 impl Broker {
@@ -499,6 +540,8 @@ impl Broker {
             }
             let example = root.join("ddmq.yaml.example");
             fs::write(&example, format::DEFAULT_SETTINGS_YAML).map_err(io("write", &example))?;
+            // A durable root stays initiated after a power loss (its queues need it).
+            Syncer::new(opts.durability).sync_dir(&root)?;
         }
         let sync = Syncer::new(opts.durability);
         Ok(Broker {
@@ -507,7 +550,6 @@ impl Broker {
                 opts,
                 sync,
                 queues: Mutex::new(HashMap::new()),
-                last_number: Mutex::new(0),
             }),
         })
     }
@@ -770,7 +812,17 @@ impl Broker {
             .as_ref()
             .map_or_else(|| self.inner.root.clone(), |qs| qs.dir.clone());
         let handle = fs::File::open(&dir).map_err(io("open directory", &dir))?;
-        handle.lock().map_err(io("flock", &dir))?;
+        match handle.lock() {
+            Ok(()) => {}
+            // Where the file system cannot lock a directory (NFS emulates flock with
+            // byte-range locks, which need a file open for writing; Lustre without `-o flock`;
+            // `nolock` mounts) the write goes ahead unlocked: the rename still never leaves a
+            // partial file, only two concurrent writers may lose one's update (as in the
+            // original). Failing instead would fail every throttled clean, and so every
+            // publish and consume, on those file systems.
+            Err(e) if lock_unsupported(&e) => {}
+            Err(e) => return Err(io("flock", &dir)(e)),
+        }
         let path = dir.join("ddmq.yaml");
         let mut current = read_settings_file(&path)?;
         for (k, v) in patch {
@@ -814,7 +866,9 @@ impl Broker {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let mut last = lock(&self.inner.last_number);
+        // One counter for the whole process (every broker of it), as the docs promise.
+        static LAST: Mutex<u128> = Mutex::new(0);
+        let mut last = lock(&LAST);
         *last = now.max(*last + 1);
         format::queue_number(*last)
     }
@@ -938,8 +992,13 @@ impl Broker {
             let Some(key) = idx.keys.pop_first() else {
                 break;
             };
-            if let Some(d) = self.claim(&qs, &settings, &mut idx, &key.name)? {
-                out.push(d);
+            match self.claim(&qs, &settings, &mut idx, &key.name) {
+                Ok(Some(d)) => out.push(d),
+                Ok(None) => {}
+                // What was claimed is handed out (dropping it would strand it in `work/`
+                // until its timeout); the next call meets the error again.
+                Err(_) if !out.is_empty() => break,
+                Err(e) => return Err(e),
             }
         }
         drop(idx);
@@ -1000,10 +1059,25 @@ impl Broker {
         idx: &mut Index,
         name: &str,
     ) -> Result<Option<Delivery>> {
-        let now = now_secs();
-        let expiry = format::format_expiry(now.floor() + settings.message_timeout.floor());
-        let mut claimed = format!("{expiry}.{name}");
         let from = qs.dir.join(name);
+        // Read first, so that the claim carries the message's own timeout from its first
+        // rename: a claimer killed before a second rename would leave the queue's timeout.
+        // A file that does not parse yet (a Python publisher filling it in place) or cannot
+        // be read is claimed with the queue's timeout and judged from `work/` below.
+        let early = match read_small(&from) {
+            Ok(bytes) => Message::decode(&bytes).ok(),
+            Err(e) if not_found(&e) => return Ok(None),
+            Err(e) if unreadable(&e) => None,
+            Err(e) => return Err(io("read", &from)(e)),
+        };
+        let now = now_secs();
+        let expiry_of = |timeout: Option<f64>| match timeout {
+            Some(t) if t.fract() == 0.0 => now.floor() + t,
+            Some(t) => now + t,
+            None => now.floor() + settings.message_timeout.floor(),
+        };
+        let first = early.as_ref().and_then(|m| m.timeout);
+        let mut claimed = format!("{}.{name}", format::format_expiry(expiry_of(first)));
         let before = dir_mtime(&qs.dir);
         match fs::rename(&from, qs.work.join(&claimed)) {
             Ok(()) => {}
@@ -1015,11 +1089,24 @@ impl Broker {
             idx.mtime = dir_mtime(&qs.dir);
         }
         let path = qs.work.join(&claimed);
+        if let Some(mut m) = early {
+            m.filename.clone_from(&claimed);
+            return Ok(Some(Delivery {
+                message: m,
+                broker: self.clone(),
+                queue: qs.name.clone(),
+                claimed,
+            }));
+        }
         let mut m = None;
         for attempt in 0..4 {
             let bytes = match read_small(&path) {
                 Ok(b) => b,
                 Err(e) if not_found(&e) => return Ok(None),
+                Err(e) if unreadable(&e) => {
+                    self.quarantine(qs, &path, name)?;
+                    return Ok(None);
+                }
                 Err(e) => return Err(io("read", &path)(e)),
             };
             match Message::decode(&bytes) {
@@ -1050,12 +1137,7 @@ impl Broker {
         if let Some(t) = m.timeout
             && t != settings.message_timeout
         {
-            let e = if t.fract() == 0.0 {
-                now.floor() + t
-            } else {
-                now + t
-            };
-            let fixed = format!("{}.{name}", format::format_expiry(e));
+            let fixed = format!("{}.{name}", format::format_expiry(expiry_of(Some(t))));
             match fs::rename(&path, qs.work.join(&fixed)) {
                 Ok(()) => claimed = fixed,
                 Err(e) if not_found(&e) => return Ok(None),
@@ -1143,7 +1225,7 @@ impl Broker {
             detail: e.0,
         })?;
         // Take it first (one winner among reapers and the owner), then publish the copy.
-        let private = qs.work.join(reap_name(&parsed));
+        let private = qs.work.join(reap_name(&parsed, how));
         match fs::rename(&path, &private) {
             Ok(()) => {}
             Err(e) if not_found(&e) => return Ok(AckOutcome::Missing),
@@ -1160,9 +1242,13 @@ impl Broker {
         waiting: &str,
         how: Settle,
     ) -> Result<AckOutcome> {
-        let bytes = match fs::read(private) {
+        let bytes = match read_small(private) {
             Ok(b) => b,
             Err(e) if not_found(&e) => return Ok(AckOutcome::Missing),
+            Err(e) if unreadable(&e) => {
+                let to = self.quarantine(qs, private, waiting)?;
+                return Ok(AckOutcome::Quarantined { path: to });
+            }
             Err(e) => return Err(io("read", private)(e)),
         };
         let m = match Message::decode(&bytes) {
@@ -1331,17 +1417,26 @@ impl Broker {
                 if ctime_age(&meta) < self.inner.opts.reap_grace {
                     continue;
                 }
-                let waiting = rest.split_once('.').map_or(rest, |(_, r)| r);
-                let parts: Vec<&str> = waiting.rsplitn(4, '.').collect();
+                let (token, tail) = rest.split_once('.').unwrap_or((rest, ""));
+                let how = reap_settle(token);
+                let parts: Vec<&str> = tail.rsplitn(4, '.').collect();
                 let waiting = if parts.len() >= 3 {
                     format!("{}.{}.ddmq{}", parts[2], parts[1], parts[0])
                 } else {
                     name.clone()
                 };
-                self.tally(
-                    &mut report,
-                    self.finish_reap(qs, &path, &waiting, Settle::Expired)?,
-                );
+                // Take it over first: of concurrent cleaners exactly one finishes it.
+                let mine = qs.work.join(format!(
+                    "{REAP_PREFIX}{}{}.{tail}",
+                    uuid_hex(),
+                    reap_tag(how)
+                ));
+                match fs::rename(&path, &mine) {
+                    Ok(()) => {}
+                    Err(e) if not_found(&e) => continue,
+                    Err(e) => return Err(io("rename", &path)(e)),
+                }
+                self.tally(&mut report, self.finish_reap(qs, &mine, &waiting, how)?);
                 continue;
             }
             if !format::is_message_file(&name) {
@@ -1381,11 +1476,25 @@ impl Broker {
     }
 }
 
-/// Reads a whole file without asking its size first (messages are small; one syscall less).
+/// Reads a whole message file. Only a regular file is read: a FIFO, a device, a directory or
+/// a symbolic link under a message name is an `unreadable` error (a FIFO is opened without
+/// blocking, a link is not followed).
 fn read_small(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
-    let mut bytes = Vec::with_capacity(1024);
-    fs::File::open(path)?.read_to_end(&mut bytes)?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0).min(1 << 20) + 1);
+    f.read_to_end(&mut bytes)?;
     Ok(bytes)
 }
 
@@ -1398,4 +1507,20 @@ fn read_settings_file(path: &Path) -> Result<SettingsFile> {
         path: path.to_owned(),
         detail: e.0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directory_locks_a_file_system_cannot_take_are_not_errors() {
+        // NFS (exclusive lock on a read-only fd), Lustre without `-o flock`, `nolock` mounts.
+        for errno in [libc::EBADF, libc::ENOLCK, libc::ENOSYS, libc::EOPNOTSUPP] {
+            assert!(lock_unsupported(&std::io::Error::from_raw_os_error(errno)));
+        }
+        for errno in [libc::EIO, libc::EINTR, libc::EACCES] {
+            assert!(!lock_unsupported(&std::io::Error::from_raw_os_error(errno)));
+        }
+    }
 }

@@ -34,23 +34,31 @@
 //!   lost one moves on to the next message, and every claimed message is returned.
 //! - **No duplicate requeue**: a cleaner or a nack first renames the claimed file to a private
 //!   `work/.reap.UUID.…` name (one winner), then publishes the copy, then removes it. A reaper
-//!   killed in between leaves the private file, which the next clean finishes after
-//!   [`BrokerOptions::reap_grace`] (at-least-once).
+//!   killed in between leaves the private file, which the next clean takes over (again by a
+//!   rename, one winner) and finishes after [`BrokerOptions::reap_grace`], as its reaper was
+//!   asked (at-least-once: a reaper killed after its copy and before its unlink leaves one
+//!   duplicate).
 //! - **Order**: by default priorities compare as numbers (2 before 10), then the queue number
 //!   as a decimal (older first), then the id ([`Order::Numeric`]); [`Order::Lexicographic`]
 //!   reproduces the original's string sort. Queue numbers are strictly increasing per process.
-//! - **Consume does not scale with the backlog**: waiting names are kept in an in-memory
-//!   index per queue, re-read from the directory only when it is empty, when the directory
-//!   changed behind this process's back, or now and then as a safety net (at most about 1% of the
-//!   time). The first consume after a foreign change costs one scan of the directory.
+//! - **Consume does not scale with the backlog** (in one consuming process): waiting names
+//!   are kept in an in-memory index per queue, re-read from the directory only when it is
+//!   empty, when the directory changed behind this process's back, or now and then as a
+//!   safety net (at most about 1% of the time). The first consume after a foreign change (another process's publish or claim)
+//!   costs one scan of the directory, so several processes draining one deep queue each scan
+//!   it often.
 //! - **Durability** ([`Durability::Fsync`]): new files are `fdatasync`ed before their rename
 //!   and every changed directory is `fsync`ed before publish, consume, ack, nack and settings
 //!   writes return. A failed sync poisons the broker. Default: as the original, no sync.
 //! - **Settings writes are atomic**: read-modify-write under an `flock` of the directory, a
-//!   unique temporary file, a rename.
+//!   unique temporary file, a rename. Where the file system cannot lock a directory (NFS,
+//!   Lustre without `-o flock`) the write goes ahead unlocked: still never a partial file, but
+//!   two concurrent writers may lose one update, as with the original.
 //! - **Untrusted files**: a message file that does not parse is left alone while it is young
 //!   (a Python publisher may still be writing it) and moved to `ROOT/.quarantine/QUEUE/` once
-//!   older than 5 s, never wedging the queue. Errors name the file.
+//!   older than 5 s, never wedging the queue; an entry that cannot be read at all (a
+//!   directory, FIFO or link under a message name, permission denied) is moved there at once.
+//!   Errors name the file.
 //!
 //! See the README for every difference from the original.
 

@@ -648,7 +648,9 @@ fn settle(a: &AckArgs, ack: bool) -> Out {
         let outcome = if ack {
             broker.ack_names(&a.queue, &[name], a.requeue)
         } else {
-            broker.nack_names(&a.queue, &[name], if a.requeue { Some(true) } else { None })
+            // As the original's CLI: requeue=False without -r, so even a flagged message
+            // is deleted.
+            broker.nack_names(&a.queue, &[name], Some(a.requeue))
         };
         match outcome {
             Ok(o) if !matches!(o.first(), Some(AckOutcome::Missing) | None) => ok.push(*name),

@@ -565,3 +565,140 @@ fn ack_and_nack_by_name() {
         Err(Error::BadName { .. })
     ));
 }
+
+/// Leaves `n` private reaper files in `work/`, as reapers killed right after their rename
+/// leave them.
+fn dead_reapers_files(b: &Broker, root: &Path, n: usize) {
+    for i in 0..n {
+        b.publish("q", format!("m{i}"), &quiet().requeue(Requeue::Yes))
+            .unwrap();
+    }
+    for d in b.consume("q", n).unwrap() {
+        let c = format::ClaimedName::parse(d.claimed_name()).unwrap();
+        let private = format!(
+            ".reap.{i:032x}.{}.{}.{}.{}",
+            c.expiry,
+            c.waiting.priority,
+            c.waiting.number,
+            c.waiting.id,
+            i = c.waiting.number.parse::<u128>().unwrap()
+        );
+        fs::rename(d.path(), root.join("q/work").join(&private)).unwrap();
+        assert_eq!(d.ack().unwrap(), AckOutcome::Missing);
+    }
+}
+
+#[test]
+fn concurrent_cleaners_finish_a_dead_reapers_file_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(dir.path());
+    dead_reapers_files(&b, dir.path(), 200);
+    // Older than the grace period; a file a cleaner has just taken over is not.
+    let grace = Duration::from_secs(2);
+    std::thread::sleep(grace + Duration::from_millis(100));
+    let barrier = Arc::new(Barrier::new(8));
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let b =
+                Broker::open_with(dir.path(), BrokerOptions::default().reap_grace(grace)).unwrap();
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                barrier.wait();
+                b.clean("q", true).unwrap().requeued
+            })
+        })
+        .collect();
+    let requeued: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    let v = &b.view(None).unwrap()[0];
+    assert_eq!((requeued, v.waiting, v.at_work), (200, 200, 0));
+    assert!(
+        fs::read_dir(dir.path().join("q/work"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
+}
+
+#[test]
+fn an_interrupted_forced_requeue_is_finished_as_a_requeue() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(dir.path());
+    let conf = dir.path().join("q/ddmq.yaml");
+    // Not flagged: only the explicit requeue of nack(Some(true)) / release brings it back.
+    b.publish("q", "nacked", &quiet()).unwrap();
+    b.publish("q", "released", &quiet()).unwrap();
+    let mut ds = b.consume("q", 2).unwrap();
+    let released = ds.pop().unwrap();
+    let nacked = ds.pop().unwrap();
+    // The requeue fails half-way (after the claimed file was taken, before the copy).
+    let good = fs::read(&conf).unwrap();
+    fs::write(&conf, b"priority: x\n").unwrap();
+    assert!(matches!(
+        nacked.nack(Some(true)),
+        Err(Error::Settings { .. })
+    ));
+    assert!(matches!(released.release(), Err(Error::Settings { .. })));
+    fs::write(&conf, good).unwrap();
+    let b = Broker::open_with(
+        dir.path(),
+        BrokerOptions::default().reap_grace(Duration::ZERO),
+    )
+    .unwrap();
+    let r = b.clean("q", true).unwrap();
+    assert_eq!((r.requeued, r.deleted), (2, 0));
+    let mut got = bodies(&b.consume("q", 5).unwrap());
+    got.sort();
+    assert_eq!(got, ["nacked", "released"]);
+}
+
+#[test]
+fn entries_that_cannot_be_read_are_quarantined_and_never_wedge_the_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(dir.path());
+    let q = dir.path().join("q");
+    b.publish("q", "first", &quiet().priority(1)).unwrap();
+    // A directory and a FIFO named like messages, served after the first.
+    fs::create_dir(q.join("5.1000000000000000000.ddmqdir")).unwrap();
+    let fifo = q.join("5.1000000000000000001.ddmqfifo");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    b.publish("q", "last", &quiet().priority(9)).unwrap();
+    let got = b.consume("q", 5).unwrap();
+    assert_eq!(bodies(&got), ["first", "last"]);
+    let quarantine = dir.path().join(".quarantine/q");
+    assert!(quarantine.join("5.1000000000000000000.ddmqdir").is_dir());
+    assert!(quarantine.join("5.1000000000000000001.ddmqfifo").exists());
+    // A directory that reached work/ (another client claimed it) does not wedge cleans.
+    fs::create_dir(q.join("work/100.5.1000000000000000002.ddmqdir2")).unwrap();
+    let r = b.clean("q", true).unwrap();
+    assert_eq!(r.quarantined.len(), 1, "{r:?}");
+    b.publish("q", "after", &PublishOptions::new()).unwrap();
+    assert_eq!(bodies(&b.consume("q", 1).unwrap()), ["after"]);
+}
+
+#[test]
+fn a_failing_claim_does_not_strand_the_messages_claimed_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(dir.path());
+    let q = dir.path().join("q");
+    b.publish("q", "good", &quiet().priority(1)).unwrap();
+    let bad = q.join("5.1000000000000000000.ddmqbad");
+    fs::write(&bad, b"{").unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&bad)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(60))
+        .unwrap();
+    // The quarantine cannot be created: the bad file's claim fails.
+    fs::write(dir.path().join(".quarantine"), b"in the way").unwrap();
+    let got = b.consume("q", 2).unwrap();
+    assert_eq!(bodies(&got), ["good"]);
+    assert_eq!(
+        got.into_iter().next().unwrap().ack().unwrap(),
+        AckOutcome::Deleted
+    );
+}

@@ -263,3 +263,29 @@ fn intended_differences() {
     assert!(String::from_utf8_lossy(&r.stderr).contains("notes.txt"));
     assert!(t.rs.path().join("r/q/ddmq.yaml").is_file());
 }
+
+#[test]
+fn nack_without_r_deletes_even_a_flagged_message_as_the_original() {
+    let t = Twins::new();
+    t.same(&["create", "-f", "r", "q"]);
+    t.same(&["publish", "r", "q", "flagged", "-r"]);
+    let (py_names, rs_names) = t.consume_names(&["consume", "-n", "2", "r", "q"]);
+    let p = py_cli(t.py.path(), &["nack", "r", "q", &py_names[0]]);
+    let r = rust_cli(t.rs.path(), &["nack", "r", "q", &rs_names[0]]);
+    assert_eq!(mask(&r.stdout), mask(&p.stdout));
+    assert_eq!(r.status.code(), p.status.code());
+    // The original's CLI passes requeue=False: the flagged message is deleted, not requeued.
+    assert_eq!(
+        t.same(&["view", "--format", "json", "r"]),
+        "{\"q\": [0, 0]}\n"
+    );
+    // With -r it is requeued on both sides.
+    t.same(&["publish", "r", "q", "again", "-r"]);
+    let (py_names, rs_names) = t.consume_names(&["consume", "-n", "2", "r", "q"]);
+    py_cli(t.py.path(), &["nack", "-r", "r", "q", &py_names[0]]);
+    rust_cli(t.rs.path(), &["nack", "-r", "r", "q", &rs_names[0]]);
+    assert_eq!(
+        t.same(&["view", "--format", "json", "r"]),
+        "{\"q\": [1, 0]}\n"
+    );
+}

@@ -9,7 +9,8 @@
 //! Payloads that are UTF-8 are stored as the JSON string, others as hex with
 //! `"payload_encoding": "hex"`. A receive claims one message (a rename into `work/`);
 //! `ack` deletes it, `nack(requeue)` and a dropped consumer give it back at its old place,
-//! counted as a redelivery. Waiting consumers poll (there is no daemon to wake them) and
+//! counted as a redelivery; an ack or nack after the ack timeout gave the message away is
+//! [`Error::UnknownTag`]. Waiting consumers poll (there is no daemon to wake them) and
 //! requeue expired claims every 100 ms. With `durability=fsync` every send is synced before
 //! it returns (`Synced`); otherwise a send survives a crash of the process (`Written`).
 
@@ -297,6 +298,15 @@ impl DdmqConsumer {
     }
 }
 
+/// The claimed file is gone: its ack timeout passed and a cleaner gave the message to
+/// another consumer (or deleted it). The ack or nack did nothing, which the caller must learn.
+fn settled(tag: Tag, outcome: ddmq::Result<ddmq::AckOutcome>) -> Result<()> {
+    match outcome.map_err(map_error)? {
+        ddmq::AckOutcome::Missing => Err(Error::UnknownTag(tag)),
+        _ => Ok(()),
+    }
+}
+
 impl Consumer for DdmqConsumer {
     fn recv_into(&mut self, buf: &mut Vec<u8>, wait: Wait) -> Result<Option<Meta>> {
         buf.clear();
@@ -318,18 +328,17 @@ impl Consumer for DdmqConsumer {
     }
 
     fn ack(&mut self, tag: Tag) -> Result<()> {
-        self.take(tag)?.ack().map_err(map_error)?;
-        Ok(())
+        settled(tag, self.take(tag)?.ack())
     }
 
     fn nack(&mut self, tag: Tag, requeue: bool) -> Result<()> {
         let d = self.take(tag)?;
-        if requeue {
-            d.release().map_err(map_error)?;
+        let outcome = if requeue {
+            d.release()
         } else {
-            d.nack(Some(false)).map_err(map_error)?;
-        }
-        Ok(())
+            d.nack(Some(false))
+        };
+        settled(tag, outcome)
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -343,5 +352,35 @@ impl Drop for DdmqConsumer {
             // Best effort: what cannot be given back now is requeued by its ack timeout.
             let _ = d.release();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_ack_after_the_ack_timeout_gave_the_message_away_is_an_unknown_tag() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("ddmq://{}/root/q", dir.path().display());
+        let mut tx = crate::open_producer(&url).unwrap();
+        let mut late = crate::open_consumer(&url).unwrap();
+        let mut other = crate::open_consumer(&url).unwrap();
+        let options = SendOptions::new().ack_timeout(Duration::from_millis(50));
+        tx.send_with(b"slow", &options, Wait::NoWait).unwrap();
+        let first = late.recv().unwrap();
+        let again = other
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap()
+            .expect("redelivered after the ack timeout");
+        assert!(again.meta.redelivered);
+        // The late ack cannot keep its promise (the message is out again): it says so.
+        assert!(matches!(late.ack(first.tag()), Err(Error::UnknownTag(_))));
+        assert!(matches!(
+            late.nack(first.tag(), true),
+            Err(Error::UnknownTag(_))
+        ));
+        other.ack(again.tag()).unwrap();
+        assert!(other.try_recv().unwrap().is_none());
     }
 }
