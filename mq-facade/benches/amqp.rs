@@ -119,152 +119,136 @@ fn main() {
     // msg/s per iteration: (floor, facade), per group.
     let rates: RefCell<Vec<(&str, f64, f64)>> = RefCell::new(Vec::new());
 
-    // 1 producer, 1,000 in flight.
-    {
-        let queue = "bench-in-flight";
-        let ch = floor.connect(queue);
-        let mut tx =
-            mq_facade::open_producer(&broker.url(queue, "in_flight=1000")).expect("producer");
-        let mut g = c.benchmark_group("in_flight_1000");
-        g.throughput(Throughput::Elements(BATCH));
+    // Runs one group: per iteration, purge, time the floor, purge, time the facade.
+    let mut pair = |group: &'static str,
+                    queue: &str,
+                    messages: u64,
+                    raw: &mut dyn FnMut(),
+                    ours: &mut dyn FnMut()| {
+        let purge_ch = floor.connect(queue);
+        let mut g = c.benchmark_group(group);
+        g.throughput(Throughput::Elements(messages));
         g.bench_function("floor_vs_facade", |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    floor.purge(&ch, queue);
+                    floor.purge(&purge_ch, queue);
                     let t = Instant::now();
-                    floor.rt.block_on(async {
-                        for _ in 0..BATCH {
-                            drop(publish(&ch, queue).await);
-                        }
-                        ch.wait_for_confirms().await.expect("confirms");
-                    });
-                    let raw = t.elapsed();
-                    floor.purge(&ch, queue);
+                    raw();
+                    let raw_time = t.elapsed();
+                    floor.purge(&purge_ch, queue);
                     let t = Instant::now();
-                    for _ in 0..BATCH {
-                        tx.send(&PAYLOAD).expect("send");
-                    }
-                    tx.flush(Durability::Synced).expect("flush");
-                    let ours = t.elapsed();
+                    ours();
+                    let our_time = t.elapsed();
+                    let n = messages as f64;
                     rates.borrow_mut().push((
-                        "in_flight_1000",
-                        BATCH as f64 / raw.as_secs_f64(),
-                        BATCH as f64 / ours.as_secs_f64(),
+                        group,
+                        n / raw_time.as_secs_f64(),
+                        n / our_time.as_secs_f64(),
                     ));
-                    total += ours;
+                    total += our_time;
                 }
                 total
             })
         });
         g.finish();
-    }
+    };
+
+    // 1 producer, 1,000 in flight.
+    let queue = "bench-in-flight";
+    let ch = floor.connect(queue);
+    let mut tx = mq_facade::open_producer(&broker.url(queue, "in_flight=1000")).expect("producer");
+    pair(
+        "in_flight_1000",
+        queue,
+        BATCH,
+        &mut || {
+            floor.rt.block_on(async {
+                for _ in 0..BATCH {
+                    drop(publish(&ch, queue).await);
+                }
+                ch.wait_for_confirms().await.expect("confirms");
+            })
+        },
+        &mut || {
+            for _ in 0..BATCH {
+                tx.send(&PAYLOAD).expect("send");
+            }
+            tx.flush(Durability::Synced).expect("flush");
+        },
+    );
 
     // 1 producer, every message confirmed before the next.
-    {
-        let queue = "bench-each";
-        let ch = floor.connect(queue);
-        let mut tx = mq_facade::open_producer(&broker.url(queue, "")).expect("producer");
-        let mut g = c.benchmark_group("each_confirmed");
-        g.throughput(Throughput::Elements(EACH));
-        g.bench_function("floor_vs_facade", |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    floor.purge(&ch, queue);
-                    let t = Instant::now();
-                    floor.rt.block_on(async {
-                        for _ in 0..EACH {
-                            let confirm = publish(&ch, queue).await.await.expect("confirm");
-                            assert!(confirm.is_ack());
-                        }
-                    });
-                    let raw = t.elapsed();
-                    floor.purge(&ch, queue);
-                    let t = Instant::now();
-                    for _ in 0..EACH {
-                        tx.send(&PAYLOAD).expect("send");
-                        tx.flush(Durability::Synced).expect("flush");
-                    }
-                    let ours = t.elapsed();
-                    rates.borrow_mut().push((
-                        "each_confirmed",
-                        EACH as f64 / raw.as_secs_f64(),
-                        EACH as f64 / ours.as_secs_f64(),
-                    ));
-                    total += ours;
+    let queue = "bench-each";
+    let ch = floor.connect(queue);
+    let mut tx = mq_facade::open_producer(&broker.url(queue, "")).expect("producer");
+    pair(
+        "each_confirmed",
+        queue,
+        EACH,
+        &mut || {
+            floor.rt.block_on(async {
+                for _ in 0..EACH {
+                    let confirm = publish(&ch, queue).await.await.expect("confirm");
+                    assert!(confirm.is_ack());
                 }
-                total
             })
-        });
-        g.finish();
-    }
+        },
+        &mut || {
+            for _ in 0..EACH {
+                tx.send(&PAYLOAD).expect("send");
+                tx.flush(Durability::Synced).expect("flush");
+            }
+        },
+    );
 
-    // 16 producers.
-    {
-        let queue = "bench-16";
-        let purge_ch = floor.connect(queue);
-        let channels: Vec<lapin::Channel> = (0..PRODUCERS).map(|_| floor.connect(queue)).collect();
-        let url = broker.url(queue, "in_flight=1000");
-        let mut producers: Vec<Box<dyn Producer>> = (0..PRODUCERS)
-            .map(|_| mq_facade::open_producer(&url).expect("producer"))
-            .collect();
-        let mut g = c.benchmark_group("producers_16");
-        g.throughput(Throughput::Elements(BATCH * PRODUCERS as u64));
-        g.bench_function("floor_vs_facade", |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    floor.purge(&purge_ch, queue);
-                    let t = Instant::now();
-                    floor.rt.block_on(async {
-                        let tasks: Vec<_> = channels
-                            .iter()
-                            .map(|ch| {
-                                let ch = ch.clone();
-                                tokio::spawn(async move {
-                                    for _ in 0..BATCH {
-                                        drop(publish(&ch, "bench-16").await);
-                                    }
-                                    ch.wait_for_confirms().await.expect("confirms");
-                                })
-                            })
-                            .collect();
-                        for task in tasks {
-                            task.await.expect("task");
-                        }
-                    });
-                    let raw = t.elapsed();
-                    floor.purge(&purge_ch, queue);
-                    let barrier = Arc::new(Barrier::new(PRODUCERS + 1));
-                    let t = std::thread::scope(|s| {
-                        for tx in producers.iter_mut() {
-                            let barrier = Arc::clone(&barrier);
-                            s.spawn(move || {
-                                barrier.wait();
-                                for _ in 0..BATCH {
-                                    tx.send(&PAYLOAD).expect("send");
-                                }
-                                tx.flush(Durability::Synced).expect("flush");
-                            });
-                        }
-                        barrier.wait();
-                        Instant::now()
-                    });
-                    let ours = t.elapsed();
-                    let n = (BATCH * PRODUCERS as u64) as f64;
-                    rates.borrow_mut().push((
-                        "producers_16",
-                        n / raw.as_secs_f64(),
-                        n / ours.as_secs_f64(),
-                    ));
-                    total += ours;
+    // 16 producers, each on its own connection.
+    let queue = "bench-16";
+    let channels: Vec<lapin::Channel> = (0..PRODUCERS).map(|_| floor.connect(queue)).collect();
+    let url = broker.url(queue, "in_flight=1000");
+    let mut producers: Vec<Box<dyn Producer>> = (0..PRODUCERS)
+        .map(|_| mq_facade::open_producer(&url).expect("producer"))
+        .collect();
+    pair(
+        "producers_16",
+        queue,
+        BATCH * PRODUCERS as u64,
+        &mut || {
+            floor.rt.block_on(async {
+                let tasks: Vec<_> = channels
+                    .iter()
+                    .map(|ch| {
+                        let ch = ch.clone();
+                        tokio::spawn(async move {
+                            for _ in 0..BATCH {
+                                drop(publish(&ch, "bench-16").await);
+                            }
+                            ch.wait_for_confirms().await.expect("confirms");
+                        })
+                    })
+                    .collect();
+                for task in tasks {
+                    task.await.expect("task");
                 }
-                total
             })
-        });
-        g.finish();
-    }
+        },
+        &mut || {
+            // Timed from before the threads start (as the floor's tasks); they start together.
+            let barrier = Arc::new(Barrier::new(PRODUCERS));
+            std::thread::scope(|s| {
+                for tx in producers.iter_mut() {
+                    let barrier = Arc::clone(&barrier);
+                    s.spawn(move || {
+                        barrier.wait();
+                        for _ in 0..BATCH {
+                            tx.send(&PAYLOAD).expect("send");
+                        }
+                        tx.flush(Durability::Synced).expect("flush");
+                    });
+                }
+            });
+        },
+    );
 
     println!(
         "\nconfirmed sends/s, medians over every timed batch (floor = raw lapin, same broker, same run):"
