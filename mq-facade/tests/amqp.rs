@@ -517,3 +517,31 @@ fn a_stream_consumer_resumes_after_its_connection_drops() {
         "resumed after the last offset it received"
     );
 }
+
+#[cfg(feature = "tokio")]
+#[test]
+fn async_code_uses_the_adapter_through_offload_and_directly() {
+    use mq_facade::{AsyncConsumer, AsyncProducer, Offload};
+    let (_node, broker) = shared();
+    let url = broker.url(&unique("async"), "");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut tx = Offload::producer(mq_facade::open_producer(&url).unwrap());
+        let mut rx = Offload::consumer(mq_facade::open_consumer(&url).unwrap());
+        tx.send(b"offloaded".to_vec()).await.unwrap();
+        tx.flush(Durability::Synced).await.unwrap();
+        let m = rx.recv_timeout(PATIENCE).await.unwrap().expect("a message");
+        assert_eq!(m.payload, b"offloaded");
+        rx.ack(m.tag()).await.unwrap();
+        // A synchronous call straight from async code blocks this thread but works.
+        let mut direct = mq_facade::open_producer(&url).unwrap();
+        direct.send(b"direct").unwrap();
+        direct.flush(Durability::Synced).unwrap();
+        let m = rx.recv_timeout(PATIENCE).await.unwrap().expect("a message");
+        assert_eq!(m.payload, b"direct");
+        rx.ack(m.tag()).await.unwrap();
+    });
+}

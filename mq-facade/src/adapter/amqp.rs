@@ -31,8 +31,9 @@
 //!   reconnects resumes after the last offset it received.
 //!
 //! The adapter runs its connections on one tokio runtime of its own (two worker threads,
-//! started on first use), so the synchronous traits work from any thread that is not
-//! itself inside a tokio runtime; from async code use [`crate::Offload`].
+//! started on first use), so the synchronous traits work from any thread; from async code
+//! wrap the handles in [`crate::Offload`] so that their blocking calls do not hold up a
+//! runtime worker.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -493,15 +494,13 @@ fn runtime() -> Result<&'static tokio::runtime::Runtime> {
         .map_err(|e| Error::backend(BACKEND, format!("cannot start the tokio runtime: {e}")))
 }
 
-/// Runs `fut` to completion on the adapter's runtime, from synchronous code.
+/// Runs `fut` to completion on this thread, in the context of the adapter's runtime (whose
+/// workers drive the sockets and timers). Unlike `Runtime::block_on` this works from any
+/// thread, also one inside another tokio runtime (where it blocks that thread, as any
+/// synchronous call does: from async code prefer [`crate::Offload`]).
 fn block_on<F: Future>(fut: F) -> Result<F::Output> {
-    if tokio::runtime::Handle::try_current().is_ok() {
-        return Err(Error::unsupported(
-            BACKEND,
-            "a blocking call from inside a tokio runtime (wrap the handle in mq_facade::Offload, or call it from spawn_blocking)",
-        ));
-    }
-    Ok(runtime()?.block_on(fut))
+    let _context = runtime()?.enter();
+    Ok(futures_lite::future::block_on(fut))
 }
 
 /// `fut` bounded by `deadline` (`None`: unbounded); `Err(())` when the deadline passed.
@@ -863,11 +862,8 @@ impl Drop for AmqpProducer {
     /// broker has every message before the connection closes; failures are not
     /// reported here: call `flush` to learn of them.
     fn drop(&mut self) {
-        if !self.pending.is_empty()
-            && tokio::runtime::Handle::try_current().is_err()
-            && let Ok(rt) = runtime()
-        {
-            rt.block_on(async {
+        if !self.pending.is_empty() {
+            let _ = block_on(async {
                 let _ = tokio::time::timeout(DROP_PATIENCE, async {
                     while self.settle_oldest(None).await && !self.pending.is_empty() {}
                 })
@@ -883,20 +879,12 @@ impl Drop for AmqpProducer {
 /// How long dropping a producer waits for the confirms of what it sent.
 const DROP_PATIENCE: Duration = Duration::from_secs(10);
 
-/// Closes a link: at once from synchronous code (a graceful close, so the broker has
-/// every publish sent before it), in the background from inside a runtime.
+/// Closes a link gracefully (the broker handles every frame sent before the close),
+/// waiting at most 5 s for a broker that does not answer.
 fn close_soon(link: Link) {
-    if tokio::runtime::Handle::try_current().is_ok() {
-        if let Ok(rt) = runtime() {
-            rt.spawn(link.close());
-        }
-        return;
-    }
-    if let Ok(rt) = runtime() {
-        rt.block_on(async {
-            let _ = tokio::time::timeout(Duration::from_secs(5), link.close()).await;
-        });
-    }
+    let _ = block_on(async {
+        let _ = tokio::time::timeout(Duration::from_secs(5), link.close()).await;
+    });
 }
 
 // ---- consumer -----------------------------------------------------------------------------
