@@ -94,7 +94,8 @@ enum Command {
     /// Messages are sent in batches; a batch's source messages are acknowledged only after
     /// the destination confirmed the whole batch at its strongest durability, so a crash
     /// or error loses nothing (it may repeat the last batch). Stops when the source stays
-    /// empty for --idle.
+    /// empty for --idle. From a backend without acknowledgements (see `mq info`) a receive
+    /// consumes, so a failure can lose the batch in flight.
     Copy {
         /// The source queue URL.
         from: String,
