@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use mq_facade::{Capabilities, Consumer, Message, Producer, SendOptions, Wait};
+use mq_facade::{Capabilities, Consumer, Delivery, Message, Producer, SendOptions, Wait};
 
 #[derive(Parser)]
 #[command(
@@ -73,7 +73,8 @@ enum Command {
         /// Receive until the queue stays empty for --timeout (default 1s) instead of -n.
         #[arg(long, conflicts_with = "follow")]
         all: bool,
-        /// Keep receiving until interrupted.
+        /// Keep receiving until interrupted (or, with --timeout, until the queue stays quiet
+        /// that long).
         #[arg(long, short = 'f')]
         follow: bool,
         /// Give up when no message came for this long (e.g. 5s; default: wait forever).
@@ -202,7 +203,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 (true, None) => Some(Duration::from_secs(1)),
                 (_, t) => t,
             };
-            recv(&url, limit, all, timeout, no_ack, hex, json)
+            recv(&url, limit, timeout, no_ack, hex, json)
         }
         Command::Copy {
             from,
@@ -284,7 +285,6 @@ fn send(
 fn recv(
     url: &str,
     limit: Option<u64>,
-    all: bool,
     timeout: Option<Duration>,
     no_ack: bool,
     hex: bool,
@@ -296,8 +296,8 @@ fn recv(
     while limit.is_none_or(|n| received < n) {
         let wait = timeout.map_or(Wait::Forever, Wait::timeout);
         let Some(message) = rx.recv_with(wait)? else {
-            if all {
-                break;
+            if limit.is_none() {
+                break; // --all or --follow: the queue stayed quiet for --timeout
             }
             let wanted = limit.map_or("more".to_owned(), |n| n.to_string());
             eprintln!(
@@ -521,7 +521,13 @@ fn bench(
     let handles: Vec<Box<dyn Producer>> = (0..producers)
         .map(|_| mq_facade::open_producer(url))
         .collect::<Result<_, _>>()?;
-    let level = handles[0].capabilities().durability;
+    let caps = handles[0].capabilities();
+    let level = caps.durability;
+    // On a broadcast queue (a stream) a consumer sees only what is sent after it subscribed.
+    let mut early_rx = match caps.delivery {
+        Delivery::Broadcast if !no_recv => Some(mq_facade::open_consumer(url)?),
+        _ => None,
+    };
     let progress = progress_bar(Some(count), "sent");
     let sent = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -565,7 +571,10 @@ fn bench(
 
     let mut recv_rate = None;
     if !no_recv {
-        let mut rx = mq_facade::open_consumer(url)?;
+        let mut rx = match early_rx.take() {
+            Some(rx) => rx,
+            None => mq_facade::open_consumer(url)?,
+        };
         let progress = progress_bar(Some(confirmed), "received");
         let started = Instant::now();
         let mut got = 0u64;
