@@ -120,6 +120,27 @@ fn confirmed_messages_survive_a_broker_crash_and_unconfirmed_ones_are_reported()
             "seq {seq} reported but never racing"
         );
     }
+    // While the broker is down, calls with a deadline fail by their deadline, not later.
+    let started = Instant::now();
+    let err = tx
+        .send_timeout(b"into the void", Duration::from_secs(1))
+        .expect_err("no broker");
+    assert!(
+        err.to_string().contains("cannot connect to the broker"),
+        "{err}"
+    );
+    let err = rx
+        .recv_timeout(Duration::from_secs(1))
+        .expect_err("no broker");
+    assert!(
+        err.to_string().contains("cannot connect to the broker"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     std::mem::forget(revive);
     broker.start_again().unwrap();
 
