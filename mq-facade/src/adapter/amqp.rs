@@ -11,11 +11,11 @@
 //!   queue (and a stream) only once it is on disk (fsync'd; on a quorum queue, on a
 //!   majority). A nack, a returned (unroutable) message, or a publish whose connection
 //!   was lost before its confirm makes `flush` fail with the producer's sequence numbers
-//!   of those messages (the [`Receipt::seq`] of their sends): they are never silently
+//!   of those messages (the [`Receipt::seq`](crate::Receipt::seq) of their sends): they are never silently
 //!   dropped, and the caller can send them again.
 //! - **recv** reads from a `basic.consume` with manual acknowledgements and a bounded
 //!   prefetch; `ack`/`nack` map to `basic.ack`/`basic.nack` (with or without requeue);
-//!   [`Meta::redelivered`] is the broker's redelivered flag.
+//!   [`Meta::redelivered`](crate::Meta::redelivered) is the broker's redelivered flag.
 //! - **options**: `ttl` becomes the per-message `expiration`, `priority` needs a classic
 //!   queue declared with `x-max-priority` (URL parameter `max_priority`). No
 //!   `ack_timeout` (RabbitMQ 3.10 has only a broker-wide `consumer_timeout`) and no
@@ -35,27 +35,18 @@
 //! wrap the handles in [`crate::Offload`] so that their blocking calls do not hold up a
 //! runtime worker.
 
-use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use futures_lite::StreamExt;
-use futures_lite::future::poll_once;
-use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
-    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
-};
+use lapin::ConnectionProperties;
+use lapin::options::QueueDeclareOptions;
 use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
-use lapin::{Acker, BasicProperties, Confirmation, ConnectionProperties, PublisherConfirm};
 
 use crate::open::{Params, invalid};
-use crate::{
-    Capabilities, Consumer, Delivery, Durability, Error, Meta, Producer, Receipt, Result,
-    SendOptions, Tag, Wait,
-};
+use crate::{Capabilities, Delivery, Durability, Error, Result};
 
 mod consumer;
 mod producer;
@@ -374,10 +365,10 @@ pub(crate) enum AmqpError {
 
 /// Messages a broker did not confirm: nacked, returned as unroutable, or sent on a
 /// connection that was lost before their confirm came. The source of the
-/// [`Error::Backend`] that [`Producer::flush`] returns then; find it with
+/// [`Error::Backend`] that [`Producer::flush`](crate::Producer::flush) returns then; find it with
 /// `source.downcast_ref::<Unconfirmed>()`.
 ///
-/// Each is named by the [`Receipt::seq`] its send returned. They were not silently
+/// Each is named by the [`Receipt::seq`](crate::Receipt::seq) its send returned. They were not silently
 /// dropped: they may or may not be in the queue, and sending them again gives
 /// at-least-once delivery.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -388,7 +379,7 @@ pub struct Unconfirmed {
 }
 
 impl Unconfirmed {
-    /// The [`Receipt::seq`] of each message, ascending.
+    /// The [`Receipt::seq`](crate::Receipt::seq) of each message, ascending.
     pub fn seqs(&self) -> &[u64] {
         &self.seqs
     }

@@ -1,6 +1,21 @@
 //! The consumer: a subscription with manual acks and a bounded prefetch.
 
-use super::*;
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use futures_lite::StreamExt;
+use futures_lite::future::poll_once;
+use lapin::Acker;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+
+use super::{
+    BACKEND, EXPIRES_AT, Link, Mode, Offset, Target, block_on, close_soon, connect,
+    is_connection_loss, map_lapin, now_ms, reconnect_deadline, until,
+};
+use crate::{Capabilities, Consumer, Error, Meta, Result, Tag, Wait};
 
 /// Opens a consumer: connects, declares the queue, subscribes with manual acks.
 pub(crate) fn consumer(target: &Target) -> Result<Box<dyn Consumer>> {

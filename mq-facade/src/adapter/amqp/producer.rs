@@ -1,6 +1,18 @@
 //! The producer: publishes in confirm mode, flush waits for the confirms.
 
-use super::*;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use futures_lite::future::poll_once;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Confirmation, PublisherConfirm};
+
+use super::{
+    BACKEND, CONFIRM_PATIENCE, EXPIRES_AT, Link, Target, Unconfirmed, block_on, close_soon,
+    connect, is_connection_loss, map_lapin, now_ms, reconnect_deadline, until,
+};
+use crate::{Capabilities, Durability, Error, Producer, Receipt, Result, SendOptions, Wait};
 
 /// Opens a producer: connects, declares the queue, turns on publisher confirms.
 pub(crate) fn producer(target: &Target) -> Result<Box<dyn Producer>> {
