@@ -142,7 +142,9 @@ fn confirmed_messages_survive_a_broker_crash_and_unconfirmed_ones_are_reported()
             "{e}"
         ),
         Ok(None) => {}
-        Ok(Some(m)) => panic!("a message from a dead broker: {m:?}"),
+        // One the broker pushed before it died, if the client has not noticed yet: it was
+        // never acknowledged, so it comes again after the restart.
+        Ok(Some(m)) => assert!(m.payload.starts_with(b"before-"), "{m:?}"),
     }
     assert!(
         started.elapsed() < Duration::from_secs(5),

@@ -135,6 +135,11 @@ impl AmqpConsumer {
                 }
             };
             match next {
+                // Prefetched on a connection that has since died: its ack could not reach
+                // the broker, which gives it out again; take it from the new connection.
+                Some(Ok(_)) if !self.link.as_ref().is_some_and(Link::alive) => {
+                    self.drop_link().await;
+                }
                 Some(Ok(delivery)) => {
                     if let Some(meta) = self.accept(delivery, buf).await? {
                         return Ok(Some(meta));
