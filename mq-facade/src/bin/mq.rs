@@ -22,7 +22,8 @@ use mq_facade::{Capabilities, Consumer, Delivery, Message, Producer, SendOptions
     after_help = "URLS:\n  \
         amqp://USER:PASS@HOST:PORT/VHOST?queue=NAME   RabbitMQ (mode=classic|quorum|stream, max_priority=N, prefetch=N)\n  \
         duraqueue:///PATH?size=8MiB                   a durable mmap'd ring file\n  \
-        mem://NAME                                    in-process only (useful with `mq bench`)\n\n\
+        mem://NAME                                    in-process only (useful with `mq bench`)\n  \
+        dmq://, ddmq://, dsmq://, shmq://             the other backends, when this build has their adapters\n\n\
         EXIT STATUS: 0 done, 1 error, 2 bad arguments, 3 `recv` timed out before it had N messages.\n\n\
         EXAMPLES:\n  \
         mq send 'amqp://guest:guest@127.0.0.1:5672/%2f?queue=jobs' 'hello'\n  \
