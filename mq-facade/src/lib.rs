@@ -65,6 +65,21 @@
 //! [`open_producer`] lists every URL parameter. A backend that is not compiled in is
 //! [`Error::BackendUnavailable`], naming the feature to enable.
 //!
+//! RabbitMQ is one URL away (feature `amqp`); the broker confirms what `flush` returns for:
+//!
+//! ```no_run
+//! use mq_facade::{Durability, SendOptions, Wait};
+//!
+//! let url = "amqp://guest:guest@127.0.0.1:5672/%2f?queue=orders&max_priority=9";
+//! let mut tx = mq_facade::open_producer(url)?;
+//! tx.send_with(b"urgent", &SendOptions::new().priority(9), Wait::Forever)?;
+//! tx.flush(Durability::Synced)?; // confirmed by the broker: on its disk
+//! let mut rx = mq_facade::open_consumer(url)?;
+//! let msg = rx.recv()?;
+//! rx.ack(msg.tag())?;
+//! # Ok::<(), mq_facade::Error>(())
+//! ```
+//!
 //! ## Features
 //!
 //! - `mem` (default): the in-process backend.

@@ -114,6 +114,13 @@ fn send_recv_info_on_a_duraqueue_file() {
     assert_eq!(ok(&["recv", &url, "--hex"], None), "666f7572\n");
     assert_eq!(ok(&["recv", &url, "--all"], None), "five\nsix\nstill six\n");
 
+    // --follow with a timeout ends quietly once the queue stays empty that long.
+    ok(&["send", &url, "seven", "eight"], None);
+    assert_eq!(
+        ok(&["recv", &url, "--follow", "--timeout", "300ms"], None),
+        "seven\neight\n"
+    );
+
     // Empty: --all ends quietly, -n with a timeout exits 3 and says what it got.
     assert_eq!(ok(&["recv", &url, "--all", "--timeout", "200ms"], None), "");
     let out = mq(&["recv", &url, "-n", "1", "--timeout", "200ms"], None);
@@ -276,6 +283,18 @@ mod amqp {
         let info = ok(&["info", &url], None);
         assert!(info.contains("backend           amqp"), "{info}");
         assert!(info.contains("max_priority      3"), "{info}");
+        let stream = ok(
+            &[
+                "--json",
+                "bench",
+                &broker.url("cli-bench-stream", "mode=stream"),
+                "-n",
+                "300",
+            ],
+            None,
+        );
+        let v: serde_json::Value = serde_json::from_str(stream.trim()).unwrap();
+        assert!(v["recv_per_sec"].as_f64().unwrap() > 0.0, "{stream}");
         let report = ok(
             &[
                 "--json",

@@ -11,11 +11,11 @@
 //!   queue (and a stream) only once it is on disk (fsync'd; on a quorum queue, on a
 //!   majority). A nack, a returned (unroutable) message, or a publish whose connection
 //!   was lost before its confirm makes `flush` fail with the producer's sequence numbers
-//!   of those messages (the [`Receipt::seq`] of their sends): they are never silently
+//!   of those messages (the [`Receipt::seq`](crate::Receipt::seq) of their sends): they are never silently
 //!   dropped, and the caller can send them again.
 //! - **recv** reads from a `basic.consume` with manual acknowledgements and a bounded
 //!   prefetch; `ack`/`nack` map to `basic.ack`/`basic.nack` (with or without requeue);
-//!   [`Meta::redelivered`] is the broker's redelivered flag.
+//!   [`Meta::redelivered`](crate::Meta::redelivered) is the broker's redelivered flag.
 //! - **options**: `ttl` becomes the per-message `expiration`, `priority` needs a classic
 //!   queue declared with `x-max-priority` (URL parameter `max_priority`). No
 //!   `ack_timeout` (RabbitMQ 3.10 has only a broker-wide `consumer_timeout`) and no
@@ -31,30 +31,28 @@
 //!   reconnects resumes after the last offset it received.
 //!
 //! The adapter runs its connections on one tokio runtime of its own (two worker threads,
-//! started on first use), so the synchronous traits work from any thread that is not
-//! itself inside a tokio runtime; from async code use [`crate::Offload`].
+//! started on first use), so the synchronous traits work from any thread; from async code
+//! wrap the handles in [`crate::Offload`] so that their blocking calls do not hold up a
+//! runtime worker.
 
-use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use futures_lite::StreamExt;
-use futures_lite::future::poll_once;
-use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
-    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
-};
+use lapin::ConnectionProperties;
+use lapin::options::QueueDeclareOptions;
 use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
-use lapin::{Acker, BasicProperties, Confirmation, ConnectionProperties, PublisherConfirm};
 
 use crate::open::{Params, invalid};
-use crate::{
-    Capabilities, Consumer, Delivery, Durability, Error, Meta, Producer, Receipt, Result,
-    SendOptions, Tag, Wait,
-};
+use crate::{Capabilities, Delivery, Durability, Error, Result};
+
+mod consumer;
+mod producer;
+
+pub(crate) use consumer::consumer;
+pub(crate) use producer::producer;
 
 const BACKEND: &str = "amqp";
 /// RabbitMQ 3.10's default `max_message_size` (128 MiB).
@@ -367,10 +365,10 @@ pub(crate) enum AmqpError {
 
 /// Messages a broker did not confirm: nacked, returned as unroutable, or sent on a
 /// connection that was lost before their confirm came. The source of the
-/// [`Error::Backend`] that [`Producer::flush`] returns then; find it with
+/// [`Error::Backend`] that [`Producer::flush`](crate::Producer::flush) returns then; find it with
 /// `source.downcast_ref::<Unconfirmed>()`.
 ///
-/// Each is named by the [`Receipt::seq`] its send returned. They were not silently
+/// Each is named by the [`Receipt::seq`](crate::Receipt::seq) its send returned. They were not silently
 /// dropped: they may or may not be in the queue, and sending them again gives
 /// at-least-once delivery.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -381,7 +379,7 @@ pub struct Unconfirmed {
 }
 
 impl Unconfirmed {
-    /// The [`Receipt::seq`] of each message, ascending.
+    /// The [`Receipt::seq`](crate::Receipt::seq) of each message, ascending.
     pub fn seqs(&self) -> &[u64] {
         &self.seqs
     }
@@ -493,15 +491,13 @@ fn runtime() -> Result<&'static tokio::runtime::Runtime> {
         .map_err(|e| Error::backend(BACKEND, format!("cannot start the tokio runtime: {e}")))
 }
 
-/// Runs `fut` to completion on the adapter's runtime, from synchronous code.
+/// Runs `fut` to completion on this thread, in the context of the adapter's runtime (whose
+/// workers drive the sockets and timers). Unlike `Runtime::block_on` this works from any
+/// thread, also one inside another tokio runtime (where it blocks that thread, as any
+/// synchronous call does: from async code prefer [`crate::Offload`]).
 fn block_on<F: Future>(fut: F) -> Result<F::Output> {
-    if tokio::runtime::Handle::try_current().is_ok() {
-        return Err(Error::unsupported(
-            BACKEND,
-            "a blocking call from inside a tokio runtime (wrap the handle in mq_facade::Offload, or call it from spawn_blocking)",
-        ));
-    }
-    Ok(runtime()?.block_on(fut))
+    let _context = runtime()?.enter();
+    Ok(futures_lite::future::block_on(fut))
 }
 
 /// `fut` bounded by `deadline` (`None`: unbounded); `Err(())` when the deadline passed.
@@ -622,545 +618,12 @@ async fn connect_once(target: &Target) -> std::result::Result<Link, (Error, bool
     })
 }
 
-// ---- producer -----------------------------------------------------------------------------
-
-/// Opens a producer: connects, declares the queue, turns on publisher confirms.
-pub(crate) fn producer(target: &Target) -> Result<Box<dyn Producer>> {
-    let mut producer = AmqpProducer {
-        target: target.clone(),
-        link: None,
-        pending: VecDeque::new(),
-        failed: Vec::new(),
-        failure: None,
-        next_seq: 0,
-    };
-    // One attempt: an unreachable broker at open is reported at once.
-    block_on(producer.ensure_link(Some(Instant::now())))??;
-    Ok(Box::new(producer))
-}
-
-struct AmqpProducer {
-    target: Target,
-    link: Option<Link>,
-    /// Publishes waiting for their confirm, oldest first.
-    pending: VecDeque<(u64, PublisherConfirm)>,
-    /// Sequence numbers of messages known not to be confirmed, for the next flush.
-    failed: Vec<u64>,
-    /// Why the first of `failed` failed.
-    failure: Option<String>,
-    next_seq: u64,
-}
-
-impl AmqpProducer {
-    /// A live confirm-mode channel: the current one, or a new connection (until the
-    /// deadline). Publishes still waiting on a broken connection are counted as failed.
-    async fn ensure_link(&mut self, deadline: Option<Instant>) -> Result<()> {
-        if self.link.as_ref().is_some_and(Link::alive) {
-            return Ok(());
-        }
-        if let Some(old) = self.link.take() {
-            self.settle_ready().await;
-            self.fail_pending("the connection to the broker was lost before it confirmed");
-            old.close().await;
-        }
-        let link = match connect(&self.target, reconnect_deadline(deadline)).await {
-            Ok(link) => link,
-            Err(e) => return Err(e),
-        };
-        if let Err(e) = link
-            .channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-        {
-            return Err(map_lapin(&self.target, "turn on publisher confirms", e));
-        }
-        self.link = Some(link);
-        Ok(())
-    }
-
-    fn record_failure(&mut self, seq: u64, reason: String) {
-        self.failed.push(seq);
-        self.failure.get_or_insert(reason);
-    }
-
-    fn fail_pending(&mut self, reason: &str) {
-        while let Some((seq, _)) = self.pending.pop_front() {
-            self.record_failure(seq, reason.to_owned());
-        }
-    }
-
-    fn judge(&mut self, seq: u64, outcome: lapin::Result<Confirmation>) {
-        match outcome {
-            Ok(Confirmation::Ack(None) | Confirmation::NotRequested) => {}
-            Ok(Confirmation::Ack(Some(returned))) => self.record_failure(
-                seq,
-                format!(
-                    "returned by the broker: {} {}",
-                    returned.reply_code, returned.reply_text
-                ),
-            ),
-            Ok(Confirmation::Nack(_)) => {
-                self.record_failure(seq, "nacked by the broker (it could not store it)".into());
-            }
-            Err(e) => self.record_failure(seq, format!("no confirm: {e}")),
-        }
-    }
-
-    /// Takes the confirms that already arrived from the front of `pending`.
-    async fn settle_ready(&mut self) {
-        while let Some((seq, confirm)) = self.pending.front_mut() {
-            let seq = *seq;
-            match poll_once(confirm).await {
-                Some(outcome) => {
-                    self.pending.pop_front();
-                    self.judge(seq, outcome);
-                }
-                None => break,
-            }
-        }
-    }
-
-    /// Waits for the oldest pending confirm, until `deadline`; `false` when it passed.
-    async fn settle_oldest(&mut self, deadline: Option<Instant>) -> bool {
-        let Some((seq, confirm)) = self.pending.front_mut() else {
-            return true;
-        };
-        let seq = *seq;
-        match until(deadline, confirm).await {
-            Ok(outcome) => {
-                self.pending.pop_front();
-                self.judge(seq, outcome);
-                true
-            }
-            Err(()) => false,
-        }
-    }
-
-    async fn send_async(
-        &mut self,
-        payload: &[u8],
-        options: &SendOptions,
-        wait: Wait,
-    ) -> Result<Receipt> {
-        let deadline = wait.deadline();
-        self.ensure_link(deadline).await?;
-        self.settle_ready().await;
-        while self.pending.len() >= self.target.in_flight {
-            if !self.settle_oldest(deadline).await {
-                return Err(Error::Timeout {
-                    what: format!(
-                        "the broker to confirm earlier messages ({} in flight) on {}",
-                        self.pending.len(),
-                        self.target.describe()
-                    )
-                    .into(),
-                });
-            }
-        }
-        let mut properties = BasicProperties::default().with_delivery_mode(2);
-        if let Some(p) = options.priority {
-            properties = properties.with_priority(p);
-        }
-        if let Some(ttl) = options.ttl {
-            // Whole milliseconds, at least 1: a ttl of 0 would mean "deliver now or drop".
-            let ms = ttl.as_millis().max(1);
-            properties = properties.with_expiration(ms.to_string().into());
-            // The broker expires messages only while they wait in the queue; the consumer
-            // drops one that expired in its prefetch buffer, by this header.
-            let at = now_ms().saturating_add(i64::try_from(ms).unwrap_or(i64::MAX));
-            let mut headers = FieldTable::default();
-            headers.insert(EXPIRES_AT.into(), AMQPValue::LongLongInt(at));
-            properties = properties.with_headers(headers);
-        }
-        let link = self.link.as_ref().expect("ensure_link leaves a link");
-        let confirm = match publish(link, &self.target.queue, payload, &properties).await {
-            Ok(confirm) => confirm,
-            Err(e) if is_connection_loss(&e) => {
-                // Not published: reconnect (failing what was pending) and try once more.
-                self.ensure_link(deadline).await?;
-                let link = self.link.as_ref().expect("ensure_link leaves a link");
-                publish(link, &self.target.queue, payload, &properties)
-                    .await
-                    .map_err(|e| map_lapin(&self.target, "publish", e))?
-            }
-            Err(e) => return Err(map_lapin(&self.target, "publish", e)),
-        };
-        self.next_seq += 1;
-        let seq = self.next_seq;
-        self.pending.push_back((seq, confirm));
-        Ok(Receipt::new(Some(seq), Durability::Buffered))
-    }
-
-    async fn flush_async(&mut self) -> Result<()> {
-        let patience = Instant::now() + CONFIRM_PATIENCE;
-        while !self.pending.is_empty() {
-            // In slices, so that a connection that died is noticed without waiting for
-            // confirms that will never come.
-            let slice = (Instant::now() + Duration::from_millis(200)).min(patience);
-            if self.settle_oldest(Some(slice)).await {
-                continue;
-            }
-            if !self.link.as_ref().is_some_and(Link::alive) {
-                self.settle_ready().await;
-                self.fail_pending("the connection to the broker was lost before it confirmed");
-            } else if Instant::now() >= patience {
-                self.fail_pending("no confirm from the broker within 60 s");
-            }
-        }
-        if self.failed.is_empty() {
-            return Ok(());
-        }
-        let seqs = std::mem::take(&mut self.failed);
-        let reason = self.failure.take().unwrap_or_default();
-        Err(Error::backend(BACKEND, Unconfirmed { seqs, reason }))
-    }
-}
-
-/// Publishes one persistent, mandatory message to `queue` through the default exchange.
-async fn publish(
-    link: &Link,
-    queue: &str,
-    payload: &[u8],
-    properties: &BasicProperties,
-) -> lapin::Result<PublisherConfirm> {
-    link.channel
-        .basic_publish(
-            "".into(),
-            queue.into(),
-            BasicPublishOptions {
-                mandatory: true,
-                immediate: false,
-            },
-            payload,
-            properties.clone(),
-        )
-        .await
-}
-
-impl Producer for AmqpProducer {
-    fn send_with(&mut self, payload: &[u8], options: &SendOptions, wait: Wait) -> Result<Receipt> {
-        let caps = self.target.capabilities();
-        options.check(&caps, BACKEND)?;
-        caps.check_size(payload.len())?;
-        block_on(self.send_async(payload, options, wait))?
-    }
-
-    fn flush(&mut self, level: Durability) -> Result<()> {
-        self.target.capabilities().check_flush(level)?;
-        if level == Durability::Buffered {
-            return Ok(());
-        }
-        block_on(self.flush_async())?
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.target.capabilities()
-    }
-}
-
-impl Drop for AmqpProducer {
-    /// Waits (up to [`DROP_PATIENCE`]) for the confirms of what was sent, so that the
-    /// broker has every message before the connection closes; failures are not
-    /// reported here: call `flush` to learn of them.
-    fn drop(&mut self) {
-        if !self.pending.is_empty()
-            && tokio::runtime::Handle::try_current().is_err()
-            && let Ok(rt) = runtime()
-        {
-            rt.block_on(async {
-                let _ = tokio::time::timeout(DROP_PATIENCE, async {
-                    while self.settle_oldest(None).await && !self.pending.is_empty() {}
-                })
-                .await;
-            });
-        }
-        if let Some(link) = self.link.take() {
-            close_soon(link);
-        }
-    }
-}
-
-/// How long dropping a producer waits for the confirms of what it sent.
-const DROP_PATIENCE: Duration = Duration::from_secs(10);
-
-/// Closes a link: at once from synchronous code (a graceful close, so the broker has
-/// every publish sent before it), in the background from inside a runtime.
+/// Closes a link gracefully (the broker handles every frame sent before the close),
+/// waiting at most 5 s for a broker that does not answer.
 fn close_soon(link: Link) {
-    if tokio::runtime::Handle::try_current().is_ok() {
-        if let Ok(rt) = runtime() {
-            rt.spawn(link.close());
-        }
-        return;
-    }
-    if let Ok(rt) = runtime() {
-        rt.block_on(async {
-            let _ = tokio::time::timeout(Duration::from_secs(5), link.close()).await;
-        });
-    }
-}
-
-// ---- consumer -----------------------------------------------------------------------------
-
-/// Opens a consumer: connects, declares the queue, subscribes with manual acks.
-pub(crate) fn consumer(target: &Target) -> Result<Box<dyn Consumer>> {
-    let mut consumer = AmqpConsumer {
-        target: target.clone(),
-        link: None,
-        deliveries: None,
-        local: VecDeque::new(),
-        held: HashMap::new(),
-        next_tag: 0,
-        last_offset: None,
-    };
-    // One attempt: an unreachable broker at open is reported at once.
-    block_on(consumer.ensure_subscribed(Some(Instant::now())))??;
-    Ok(Box::new(consumer))
-}
-
-struct AmqpConsumer {
-    target: Target,
-    link: Option<Link>,
-    /// The subscription; `None` after a `nack` with requeue paused it (see `nack`).
-    deliveries: Option<lapin::Consumer>,
-    /// Deliveries the broker pushed before a pause, handed out before subscribing again.
-    local: VecDeque<lapin::message::Delivery>,
-    /// Deliveries handed out and not yet settled, by facade tag.
-    held: HashMap<u64, Acker>,
-    next_tag: u64,
-    /// Streams: the offset of the last message received, to resume after a reconnect.
-    last_offset: Option<i64>,
-}
-
-impl AmqpConsumer {
-    /// Forgets a broken connection: the broker requeues what it held, so the tags and the
-    /// prefetched deliveries of that connection are void.
-    async fn drop_link(&mut self) {
-        self.held.clear();
-        self.local.clear();
-        self.deliveries = None;
-        if let Some(old) = self.link.take() {
-            old.close().await;
-        }
-    }
-
-    /// A live connection with an active subscription (a new one if needed, until the
-    /// deadline).
-    async fn ensure_subscribed(&mut self, deadline: Option<Instant>) -> Result<()> {
-        if !self.link.as_ref().is_some_and(Link::alive) {
-            self.drop_link().await;
-            match connect(&self.target, reconnect_deadline(deadline)).await {
-                Ok(link) => {
-                    if let Err(e) = link
-                        .channel
-                        .basic_qos(self.target.prefetch, BasicQosOptions::default())
-                        .await
-                    {
-                        link.close().await;
-                        return Err(map_lapin(&self.target, "set the prefetch", e));
-                    }
-                    self.link = Some(link);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        if self.deliveries.is_none() {
-            match self.subscribe().await {
-                Ok(deliveries) => self.deliveries = Some(deliveries),
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-
-    async fn subscribe(&self) -> Result<lapin::Consumer> {
-        let target = &self.target;
-        let link = self.link.as_ref().expect("subscribe after connect");
-        let mut args = FieldTable::default();
-        if target.mode == Mode::Stream {
-            let offset = match (self.last_offset, target.offset) {
-                (Some(last), _) => AMQPValue::LongLongInt(last + 1),
-                (None, Offset::Next) => AMQPValue::LongString("next".into()),
-                (None, Offset::First) => AMQPValue::LongString("first".into()),
-                (None, Offset::Last) => AMQPValue::LongString("last".into()),
-            };
-            args.insert("x-stream-offset".into(), offset);
-        }
-        link.channel
-            .basic_consume(
-                target.queue.as_str().into(),
-                "".into(),
-                BasicConsumeOptions::default(),
-                args,
-            )
-            .await
-            .map_err(|e| map_lapin(target, "subscribe to the queue", e))
-    }
-
-    async fn recv_async(&mut self, buf: &mut Vec<u8>, wait: Wait) -> Result<Option<Meta>> {
-        let deadline = wait.deadline();
-        loop {
-            if let Some(delivery) = self.local.pop_front() {
-                match self.accept(delivery, buf).await? {
-                    Some(meta) => return Ok(Some(meta)),
-                    None => continue,
-                }
-            }
-            self.ensure_subscribed(deadline).await?;
-            let deliveries = self.deliveries.as_mut().expect("subscribed");
-            let next = if wait == Wait::NoWait {
-                match poll_once(deliveries.next()).await {
-                    Some(next) => next,
-                    None => return Ok(None),
-                }
-            } else {
-                match until(deadline, deliveries.next()).await {
-                    Ok(next) => next,
-                    Err(()) => return Ok(None),
-                }
-            };
-            match next {
-                Some(Ok(delivery)) => {
-                    if let Some(meta) = self.accept(delivery, buf).await? {
-                        return Ok(Some(meta));
-                    }
-                    continue;
-                }
-                // Reconnect on the next turn; the broker requeues what we held.
-                Some(Err(e)) if is_connection_loss(&e) => self.drop_link().await,
-                Some(Err(e)) => return Err(map_lapin(&self.target, "receive", e)),
-                None => {
-                    if self.link.as_ref().is_some_and(Link::alive) {
-                        return Err(Error::Closed {
-                            queue: self.target.describe(),
-                            reason: "the broker cancelled the subscription (queue deleted?)".into(),
-                        });
-                    }
-                    self.drop_link().await;
-                }
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Ok(None);
-            }
-        }
-    }
-
-    /// Hands `delivery` out (`Some`), or discards it when its ttl passed while it waited
-    /// in the prefetch buffer (`None`): RabbitMQ expires messages only in the queue.
-    async fn accept(
-        &mut self,
-        delivery: lapin::message::Delivery,
-        buf: &mut Vec<u8>,
-    ) -> Result<Option<Meta>> {
-        let headers = delivery.properties.headers().as_ref();
-        let expires_at = headers.and_then(|h| match h.inner().get(EXPIRES_AT) {
-            Some(AMQPValue::LongLongInt(ms)) => Some(*ms),
-            _ => None,
-        });
-        if expires_at.is_some_and(|at| at < now_ms()) {
-            delivery
-                .acker
-                .ack(BasicAckOptions::default())
-                .await
-                .map_err(|e| map_lapin(&self.target, "discard an expired message", e))?;
-            return Ok(None);
-        }
-        let stream_offset = headers.and_then(|h| match h.inner().get("x-stream-offset") {
-            Some(AMQPValue::LongLongInt(o)) => Some(*o),
-            _ => None,
-        });
-        self.next_tag += 1;
-        let tag = self.next_tag;
-        let priority = *delivery.properties.priority();
-        let mut meta = Meta::new(Tag::from_raw(tag))
-            .redelivered(delivery.redelivered)
-            .priority(priority.filter(|_| self.target.max_priority.is_some()));
-        if self.target.mode == Mode::Stream {
-            if let Some(o) = stream_offset {
-                self.last_offset = Some(o);
-                meta = meta.seq(u64::try_from(o).ok());
-            }
-            // A stream's ack is flow control: credit it now, the receive consumes.
-            delivery
-                .acker
-                .ack(BasicAckOptions::default())
-                .await
-                .map_err(|e| map_lapin(&self.target, "credit the stream", e))?;
-        } else {
-            self.held.insert(tag, delivery.acker);
-        }
-        *buf = delivery.data;
-        Ok(Some(meta))
-    }
-
-    /// Pauses the subscription: cancels it and keeps what the broker had already pushed
-    /// (it arrives before the cancel-ok, in order), so a requeued message goes to another
-    /// consumer that is waiting rather than back into this one's prefetch buffer.
-    async fn pause(&mut self) -> Result<()> {
-        let (Some(link), Some(mut deliveries)) = (self.link.as_ref(), self.deliveries.take())
-        else {
-            return Ok(());
-        };
-        if let Err(e) = link
-            .channel
-            .basic_cancel(deliveries.tag(), BasicCancelOptions::default())
-            .await
-        {
-            return Err(map_lapin(&self.target, "pause the subscription", e));
-        }
-        while let Ok(Some(next)) =
-            tokio::time::timeout(Duration::from_secs(5), deliveries.next()).await
-        {
-            match next {
-                Ok(delivery) => self.local.push_back(delivery),
-                Err(_) => break,
-            }
-        }
-        Ok(())
-    }
-
-    async fn settle_async(&mut self, tag: Tag, requeue: Option<bool>) -> Result<()> {
-        let acker = self
-            .held
-            .remove(&tag.into_raw())
-            .ok_or(Error::UnknownTag(tag))?;
-        if requeue == Some(true)
-            && let Err(e) = self.pause().await
-        {
-            self.held.insert(tag.into_raw(), acker);
-            return Err(e);
-        }
-        let done = match requeue {
-            None => acker.ack(BasicAckOptions::default()).await,
-            Some(requeue) => {
-                acker
-                    .nack(BasicNackOptions {
-                        multiple: false,
-                        requeue,
-                    })
-                    .await
-            }
-        };
-        match done {
-            Ok(true) => Ok(()),
-            // The channel it came on is gone: the broker has requeued it already.
-            Ok(false) => Err(Error::UnknownTag(tag)),
-            Err(e) if is_connection_loss(&e) => Err(Error::UnknownTag(tag)),
-            Err(e) => Err(map_lapin(&self.target, "acknowledge", e)),
-        }
-    }
-
-    fn settle(&mut self, tag: Tag, requeue: Option<bool>) -> Result<()> {
-        if self.target.mode == Mode::Stream {
-            return match requeue {
-                None => Ok(()),
-                Some(_) => Err(Error::unsupported(
-                    BACKEND,
-                    "nack on a stream (a stream cannot requeue or discard a message)",
-                )),
-            };
-        }
-        block_on(self.settle_async(tag, requeue))?
-    }
+    let _ = block_on(async {
+        let _ = tokio::time::timeout(Duration::from_secs(5), link.close()).await;
+    });
 }
 
 /// Header carrying a message's expiry (ms since the Unix epoch, the sender's clock).
@@ -1170,36 +633,6 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-impl Consumer for AmqpConsumer {
-    fn recv_into(&mut self, buf: &mut Vec<u8>, wait: Wait) -> Result<Option<Meta>> {
-        buf.clear();
-        block_on(self.recv_async(buf, wait))?
-    }
-
-    fn ack(&mut self, tag: Tag) -> Result<()> {
-        self.settle(tag, None)
-    }
-
-    fn nack(&mut self, tag: Tag, requeue: bool) -> Result<()> {
-        self.settle(tag, Some(requeue))
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.target.capabilities()
-    }
-}
-
-impl Drop for AmqpConsumer {
-    fn drop(&mut self) {
-        self.held.clear();
-        self.local.clear();
-        self.deliveries = None;
-        if let Some(link) = self.link.take() {
-            close_soon(link);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use mq_facade::{Capabilities, Consumer, Message, Producer, SendOptions, Wait};
+use mq_facade::{Capabilities, Consumer, Delivery, Message, Producer, SendOptions, Wait};
 
 #[derive(Parser)]
 #[command(
@@ -22,7 +22,8 @@ use mq_facade::{Capabilities, Consumer, Message, Producer, SendOptions, Wait};
     after_help = "URLS:\n  \
         amqp://USER:PASS@HOST:PORT/VHOST?queue=NAME   RabbitMQ (mode=classic|quorum|stream, max_priority=N, prefetch=N)\n  \
         duraqueue:///PATH?size=8MiB                   a durable mmap'd ring file\n  \
-        mem://NAME                                    in-process only (useful with `mq bench`)\n\n\
+        mem://NAME                                    in-process only (useful with `mq bench`)\n  \
+        dmq://, ddmq://, dsmq://, shmq://             the other backends, when this build has their adapters\n\n\
         EXIT STATUS: 0 done, 1 error, 2 bad arguments, 3 `recv` timed out before it had N messages.\n\n\
         EXAMPLES:\n  \
         mq send 'amqp://guest:guest@127.0.0.1:5672/%2f?queue=jobs' 'hello'\n  \
@@ -73,7 +74,8 @@ enum Command {
         /// Receive until the queue stays empty for --timeout (default 1s) instead of -n.
         #[arg(long, conflicts_with = "follow")]
         all: bool,
-        /// Keep receiving until interrupted.
+        /// Keep receiving until interrupted (or, with --timeout, until the queue stays quiet
+        /// that long).
         #[arg(long, short = 'f')]
         follow: bool,
         /// Give up when no message came for this long (e.g. 5s; default: wait forever).
@@ -94,7 +96,8 @@ enum Command {
     /// Messages are sent in batches; a batch's source messages are acknowledged only after
     /// the destination confirmed the whole batch at its strongest durability, so a crash
     /// or error loses nothing (it may repeat the last batch). Stops when the source stays
-    /// empty for --idle.
+    /// empty for --idle. From a backend without acknowledgements (see `mq info`) a receive
+    /// consumes, so a failure can lose the batch in flight.
     Copy {
         /// The source queue URL.
         from: String,
@@ -201,7 +204,7 @@ fn run(cli: Cli) -> Result<ExitCode, Failure> {
                 (true, None) => Some(Duration::from_secs(1)),
                 (_, t) => t,
             };
-            recv(&url, limit, all, timeout, no_ack, hex, json)
+            recv(&url, limit, timeout, no_ack, hex, json)
         }
         Command::Copy {
             from,
@@ -283,7 +286,6 @@ fn send(
 fn recv(
     url: &str,
     limit: Option<u64>,
-    all: bool,
     timeout: Option<Duration>,
     no_ack: bool,
     hex: bool,
@@ -295,8 +297,8 @@ fn recv(
     while limit.is_none_or(|n| received < n) {
         let wait = timeout.map_or(Wait::Forever, Wait::timeout);
         let Some(message) = rx.recv_with(wait)? else {
-            if all {
-                break;
+            if limit.is_none() {
+                break; // --all or --follow: the queue stayed quiet for --timeout
             }
             let wanted = limit.map_or("more".to_owned(), |n| n.to_string());
             eprintln!(
@@ -520,7 +522,13 @@ fn bench(
     let handles: Vec<Box<dyn Producer>> = (0..producers)
         .map(|_| mq_facade::open_producer(url))
         .collect::<Result<_, _>>()?;
-    let level = handles[0].capabilities().durability;
+    let caps = handles[0].capabilities();
+    let level = caps.durability;
+    // On a broadcast queue (a stream) a consumer sees only what is sent after it subscribed.
+    let mut early_rx = match caps.delivery {
+        Delivery::Broadcast if !no_recv => Some(mq_facade::open_consumer(url)?),
+        _ => None,
+    };
     let progress = progress_bar(Some(count), "sent");
     let sent = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -564,7 +572,10 @@ fn bench(
 
     let mut recv_rate = None;
     if !no_recv {
-        let mut rx = mq_facade::open_consumer(url)?;
+        let mut rx = match early_rx.take() {
+            Some(rx) => rx,
+            None => mq_facade::open_consumer(url)?,
+        };
         let progress = progress_bar(Some(confirmed), "received");
         let started = Instant::now();
         let mut got = 0u64;
