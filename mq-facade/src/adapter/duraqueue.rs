@@ -83,6 +83,31 @@ fn map_error(e: duraqueue::Error) -> Error {
     }
 }
 
+/// Opens the file holding both roles' locks.
+///
+/// A lock that another handle of this process just released can still be held for a moment:
+/// a child process forked by any thread keeps a copy of the file description (and so its
+/// open-file-description lock) until it calls `exec`. So `Locked` is retried for up to
+/// [`LOCK_PATIENCE`] before it is reported.
+fn open_locked(path: &std::path::Path, options: &OpenOptions) -> Result<DuraQueue> {
+    let started = Instant::now();
+    loop {
+        let attempt = DuraQueue::open_with(path, options).and_then(|queue| {
+            queue.lock_both_roles()?;
+            Ok(queue)
+        });
+        match attempt {
+            Err(duraqueue::Error::Locked { .. }) if started.elapsed() < LOCK_PATIENCE => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other.map_err(map_error),
+        }
+    }
+}
+
+/// How long [`open_locked`] waits out a lock held by a child between its fork and its exec.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// One queue handle per file per process, shared by every facade handle on it.
 fn registry() -> MutexGuard<'static, HashMap<PathBuf, Weak<Shared>>> {
     static REGISTRY: OnceLock<Mutex<HashMap<PathBuf, Weak<Shared>>>> = OnceLock::new();
@@ -133,8 +158,7 @@ impl Shared {
         let options = OpenOptions::new(target.size)
             .format(target.format)
             .sync(target.sync);
-        let queue = DuraQueue::open_with(&target.path, &options).map_err(map_error)?;
-        queue.lock_both_roles().map_err(map_error)?;
+        let queue = open_locked(&target.path, &options)?;
         let shared = Arc::new(Shared {
             path: key.clone(),
             state: Mutex::new(State {
