@@ -12,15 +12,25 @@ use mq_facade::conformance::{self, Harness, MemHarness};
 fn main() -> ExitCode {
     let mut backends: Vec<Arc<dyn Harness>> = vec![Arc::new(MemHarness::default())];
     #[cfg(feature = "duraqueue")]
-    backends.push(Arc::new(duraqueue_harness::DuraHarness));
+    backends.push(Arc::new(conformance::UrlHarness::in_temp_dir(
+        "duraqueue",
+        |dir| format!("duraqueue://{}/q?size=1MiB", dir.display()),
+    )));
+    // frames framing: binary payloads.
     #[cfg(feature = "dmq")]
-    backends.push(Arc::new(dmq_harness::DmqHarness));
+    backends.push(Arc::new(conformance::UrlHarness::in_temp_dir(
+        "dmq",
+        |dir| format!("dmq://{}/q?framing=frames", dir.display()),
+    )));
     #[cfg(feature = "ddmq")]
-    backends.push(Arc::new(ddmq_harness::DdmqHarness));
+    backends.push(Arc::new(conformance::UrlHarness::in_temp_dir(
+        "ddmq",
+        |dir| format!("ddmq://{}/root/q", dir.display()),
+    )));
     #[cfg(feature = "dsmq")]
-    backends.push(Arc::new(dsmq_harness::DsmqHarness));
+    backends.push(Arc::new(dsmq_harness::harness()));
     #[cfg(feature = "shmq")]
-    backends.push(Arc::new(shmq_harness::ShmqHarness));
+    backends.push(Arc::new(shmq_harness::harness()));
     #[cfg(feature = "amqp")]
     backends.extend([
         Arc::new(amqp_harness::AmqpHarness::classic()) as Arc<dyn Harness>,
@@ -30,20 +40,10 @@ fn main() -> ExitCode {
     conformance::main(backends)
 }
 
-// One module per backend: its harness makes fresh queues (temp dirs, servers, keys) for each case.
+// The harnesses that need more than a temporary directory: a server, a key, a broker.
 #[cfg(feature = "amqp")]
 #[path = "conformance/amqp.rs"]
 mod amqp_harness;
-#[cfg(feature = "ddmq")]
-#[path = "conformance/ddmq.rs"]
-mod ddmq_harness;
-#[cfg(feature = "duraqueue")]
-#[path = "conformance/duraqueue.rs"]
-mod duraqueue_harness;
-
-#[cfg(feature = "dmq")]
-#[path = "conformance/dmq.rs"]
-mod dmq_harness;
 #[cfg(feature = "dsmq")]
 #[path = "conformance/dsmq.rs"]
 mod dsmq_harness;

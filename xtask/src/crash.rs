@@ -80,7 +80,10 @@ pub(crate) fn run(args: &Args) -> Result<ExitCode> {
             .context("cannot run cargo")?;
         results.push((sweep.package, status.success(), started.elapsed()));
     }
-    eprintln!("\n==> xtask crash summary ({} rounds per test)", args.rounds);
+    eprintln!(
+        "\n==> xtask crash summary ({} rounds per test)",
+        args.rounds
+    );
     for (package, ok, took) in &results {
         eprintln!(
             "  {:<4} {:>7.1} s  {package}",

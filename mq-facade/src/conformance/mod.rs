@@ -30,6 +30,7 @@ mod child;
 #[cfg(feature = "mem")]
 mod mem_harness;
 mod runner;
+mod url_harness;
 
 use std::fmt;
 
@@ -40,6 +41,7 @@ pub use child::run_if_child;
 #[cfg(feature = "mem")]
 pub use mem_harness::MemHarness;
 pub use runner::{Outcome, Report, Row, main, run_case};
+pub use url_harness::{UrlHarness, UrlQueue};
 
 /// One backend under test: makes isolated queues and says what they support.
 pub trait Harness: Send + Sync {

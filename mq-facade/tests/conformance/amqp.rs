@@ -4,8 +4,8 @@
 //! a quorum queue (`amqp-quorum`) and a stream (`amqp-stream`, broadcast from `next`).
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use mq_facade::conformance::{Harness, TestQueue};
-use mq_facade::{Capabilities, Consumer, Delivery, Durability, Producer, Result};
+use mq_facade::conformance::{Harness, TestQueue, UrlQueue};
+use mq_facade::{Capabilities, Delivery, Durability, Producer, Result};
 
 #[path = "../support/rabbitmq.rs"]
 mod rabbitmq;
@@ -49,10 +49,6 @@ impl AmqpHarness {
     }
 }
 
-struct AmqpQueue {
-    url: String,
-}
-
 impl Harness for AmqpHarness {
     fn name(&self) -> &str {
         self.name
@@ -77,24 +73,10 @@ impl Harness for AmqpHarness {
     }
 
     fn queue(&self) -> Result<Box<dyn TestQueue>> {
-        Ok(Box::new(AmqpQueue { url: self.url() }))
+        Ok(Box::new(UrlQueue::new(self.url(), ())))
     }
 
     fn open_producer_at(&self, address: &str) -> Result<Box<dyn Producer>> {
         mq_facade::open_producer(address)
-    }
-}
-
-impl TestQueue for AmqpQueue {
-    fn producer(&self) -> Result<Box<dyn Producer>> {
-        mq_facade::open_producer(&self.url)
-    }
-
-    fn consumer(&self) -> Result<Box<dyn Consumer>> {
-        mq_facade::open_consumer(&self.url)
-    }
-
-    fn address(&self) -> Option<String> {
-        Some(self.url.clone())
     }
 }

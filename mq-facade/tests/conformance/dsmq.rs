@@ -2,10 +2,7 @@
 //! topic on it, `encoding=base64` so that any bytes round-trip (text is the default).
 use std::sync::OnceLock;
 
-use mq_facade::conformance::{Harness, TestQueue};
-use mq_facade::{Capabilities, Consumer, Producer, Result};
-
-pub(crate) struct DsmqHarness;
+use mq_facade::conformance::{UrlHarness, UrlQueue};
 
 /// The runtime the servers run on, shared by every queue of the run.
 fn runtime() -> &'static tokio::runtime::Runtime {
@@ -19,22 +16,17 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-struct DsmqQueue {
-    url: String,
-    handle: dsmq::ServerHandle,
+/// Shuts the queue's server down when the queue is dropped.
+struct StopServer(dsmq::ServerHandle);
+
+impl Drop for StopServer {
+    fn drop(&mut self) {
+        self.0.shutdown();
+    }
 }
 
-impl Harness for DsmqHarness {
-    fn name(&self) -> &str {
-        "dsmq"
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        let q = self.queue().expect("a dsmq server");
-        q.producer().expect("a producer").capabilities()
-    }
-
-    fn queue(&self) -> Result<Box<dyn TestQueue>> {
+pub(crate) fn harness() -> UrlHarness {
+    UrlHarness::new("dsmq", || {
         let server = runtime()
             .block_on(dsmq::Server::bind(
                 "127.0.0.1:0",
@@ -45,32 +37,8 @@ impl Harness for DsmqHarness {
             "dsmq://127.0.0.1:{}/conformance?encoding=base64",
             server.local_addr().port()
         );
-        let handle = server.handle();
+        let stop = StopServer(server.handle());
         runtime().spawn(server.run());
-        Ok(Box::new(DsmqQueue { url, handle }))
-    }
-
-    fn open_producer_at(&self, address: &str) -> Result<Box<dyn Producer>> {
-        mq_facade::open_producer(address)
-    }
-}
-
-impl TestQueue for DsmqQueue {
-    fn producer(&self) -> Result<Box<dyn Producer>> {
-        mq_facade::open_producer(&self.url)
-    }
-
-    fn consumer(&self) -> Result<Box<dyn Consumer>> {
-        mq_facade::open_consumer(&self.url)
-    }
-
-    fn address(&self) -> Option<String> {
-        Some(self.url.clone())
-    }
-}
-
-impl Drop for DsmqQueue {
-    fn drop(&mut self) {
-        self.handle.shutdown();
-    }
+        Ok(UrlQueue::new(url, stop))
+    })
 }

@@ -1,54 +1,23 @@
-//! `shmq` queues: a fresh SysV key per queue (64-byte slots, 256 of them: the crash case needs room for 100), removed when the
-//! test queue is dropped, also when the case fails.
-use mq_facade::conformance::{Harness, TestQueue};
-use mq_facade::{Capabilities, Consumer, Producer, Result};
+//! `shmq` queues: a fresh SysV key per queue (64-byte slots, 256 of them: the crash case
+//! needs room for 100), removed when the test queue is dropped, also when the case fails.
+use mq_facade::conformance::{UrlHarness, UrlQueue};
 
-pub(crate) struct ShmqHarness;
+/// Removes the queue's segment when the queue is dropped.
+struct RemoveSegment(shmq::Key);
 
-struct ShmqQueue {
-    key: shmq::Key,
-    url: String,
+impl Drop for RemoveSegment {
+    fn drop(&mut self) {
+        let _ = shmq::remove(self.0);
+    }
 }
 
-impl Harness for ShmqHarness {
-    fn name(&self) -> &str {
-        "shmq"
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        let q = self.queue().expect("a fresh queue");
-        q.producer().expect("a producer").capabilities()
-    }
-
-    fn queue(&self) -> Result<Box<dyn TestQueue>> {
+pub(crate) fn harness() -> UrlHarness {
+    UrlHarness::new("shmq", || {
         let key = shmq::find_free_key().map_err(|e| mq_facade::Error::backend("shmq", e))?;
         let url = format!("shmq://{key}?words=8&slots=256");
+        let guard = RemoveSegment(key);
         // Create it now, so that every handle (and a child process) opens the same segment.
         drop(mq_facade::open_producer(&url)?);
-        Ok(Box::new(ShmqQueue { key, url }))
-    }
-
-    fn open_producer_at(&self, address: &str) -> Result<Box<dyn Producer>> {
-        mq_facade::open_producer(address)
-    }
-}
-
-impl TestQueue for ShmqQueue {
-    fn producer(&self) -> Result<Box<dyn Producer>> {
-        mq_facade::open_producer(&self.url)
-    }
-
-    fn consumer(&self) -> Result<Box<dyn Consumer>> {
-        mq_facade::open_consumer(&self.url)
-    }
-
-    fn address(&self) -> Option<String> {
-        Some(format!("shmq://{}", self.key))
-    }
-}
-
-impl Drop for ShmqQueue {
-    fn drop(&mut self) {
-        let _ = shmq::remove(self.key);
-    }
+        Ok(UrlQueue::new(url, guard).with_address(Some(format!("shmq://{key}"))))
+    })
 }
