@@ -72,7 +72,7 @@ mod open;
 mod traits;
 mod types;
 
-#[cfg(feature = "duraqueue")]
+#[cfg(any(feature = "duraqueue", feature = "dsmq"))]
 mod adapter;
 #[cfg(feature = "tokio")]
 mod asynchronous;
