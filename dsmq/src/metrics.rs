@@ -60,7 +60,7 @@ impl Metrics {
         one(
             "dsmq_bytes_stored",
             "gauge",
-            "Bytes of message text held in the store.",
+            "Bytes the stored messages count against max_stored_bytes (text, topic twice, 64 per message).",
             &[("", get(&self.bytes_stored))],
         );
         one(

@@ -55,8 +55,10 @@ pub struct ServerConfig {
     /// Largest WebSocket message (the whole JSON request) accepted: 1 MiB. Larger ones close
     /// the connection with 1009.
     pub max_message_bytes: usize,
-    /// Most bytes of message text held: 256 MiB. Beyond it the oldest messages are evicted
-    /// (counted in `dsmq_evicted_total`).
+    /// Most bytes the stored messages may take: 256 MiB. A message counts its text, its
+    /// topic twice (row and index) and 64 bytes of row overhead, so long topics and empty
+    /// messages are bounded too. Beyond it the oldest messages are evicted (counted in
+    /// `dsmq_evicted_total`).
     pub max_stored_bytes: usize,
     /// Most messages held per topic: 100,000; the oldest of the topic are evicted beyond it.
     pub max_messages_per_topic: usize,

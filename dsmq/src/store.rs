@@ -86,6 +86,19 @@ pub(crate) struct Store {
 /// The most expired rows deleted under one hold of the lock.
 const SWEEP_CHUNK: usize = 1000;
 
+/// What one message counts against `max_stored_bytes` beyond its text and topic: the row's
+/// id and time, its two index entries and SQLite's record and page overhead (an estimate,
+/// so that empty messages are not free).
+pub(crate) const MESSAGE_OVERHEAD: usize = 64;
+
+/// What a message costs against `max_stored_bytes`: its text, its topic twice (the row and
+/// the `(topic, id)` index both hold it) and [`MESSAGE_OVERHEAD`].
+pub(crate) fn message_cost(topic_len: usize, body_len: usize) -> usize {
+    body_len
+        .saturating_add(topic_len.saturating_mul(2))
+        .saturating_add(MESSAGE_OVERHEAD)
+}
+
 impl Store {
     /// Opens the in-memory database.
     pub(crate) fn start(
@@ -200,7 +213,7 @@ struct Worker {
     last_id: Arc<AtomicI64>,
     /// Messages stored per topic (for `max_messages_per_topic`).
     per_topic: HashMap<String, usize>,
-    /// Bytes of message text stored.
+    /// What the stored messages cost against `max_stored_bytes` ([`message_cost`]).
     bytes: usize,
     /// Messages stored.
     count: usize,
@@ -217,7 +230,7 @@ impl Worker {
     }
 
     fn put(&mut self, topic: String, body: String) -> rusqlite::Result<()> {
-        let len = body.len();
+        let len = message_cost(topic.len(), body.len());
         // Make room first: oldest of the topic, then oldest overall.
         let in_topic = self.per_topic.get(&topic).copied().unwrap_or(0);
         if in_topic >= self.limits.max_messages_per_topic {
@@ -230,7 +243,7 @@ impl Worker {
                     .query_row(params![topic], |row| row.get(0))?;
                 let Some(oldest) = oldest else { break };
                 evicted += self.delete_rows(
-                    "DELETE FROM messages WHERE id = ?1 RETURNING topic, octet_length(body)",
+                    "DELETE FROM messages WHERE id = ?1 RETURNING topic, octet_length(topic), octet_length(body)",
                     params![oldest],
                 )?;
             }
@@ -241,7 +254,7 @@ impl Worker {
         while self.count > 0 && self.bytes + len > self.limits.max_stored_bytes {
             let evicted = self.delete_rows(
                 "DELETE FROM messages WHERE id = (SELECT min(id) FROM messages)
-                 RETURNING topic, octet_length(body)",
+                 RETURNING topic, octet_length(topic), octet_length(body)",
                 [],
             )?;
             self.metrics
@@ -264,15 +277,18 @@ impl Worker {
         Ok(())
     }
 
-    /// Runs a `DELETE ... RETURNING topic, octet_length(body)` and updates the counters.
+    /// Runs a `DELETE ... RETURNING topic, octet_length(topic), octet_length(body)` and
+    /// updates the counters.
     fn delete_rows(&mut self, sql: &str, p: impl rusqlite::Params) -> rusqlite::Result<u64> {
         let mut stmt = self.db.prepare_cached(sql)?;
         let mut rows = stmt.query(p)?;
         let mut n = 0;
         while let Some(row) = rows.next()? {
             let topic: String = row.get(0)?;
-            let len: i64 = row.get(1)?;
-            self.bytes = self.bytes.saturating_sub(len as usize);
+            let topic_len: i64 = row.get(1)?;
+            let body_len: i64 = row.get(2)?;
+            let len = message_cost(topic_len as usize, body_len as usize);
+            self.bytes = self.bytes.saturating_sub(len);
             self.count = self.count.saturating_sub(1);
             if let Some(c) = self.per_topic.get_mut(&topic) {
                 *c -= 1;
@@ -310,7 +326,7 @@ impl Worker {
         let oldest_alive = self.clock.now() - self.limits.ttl.as_secs_f64();
         let expired = self.delete_rows(
             "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE stored_at <= ?1
-             ORDER BY stored_at LIMIT ?2) RETURNING topic, octet_length(body)",
+             ORDER BY stored_at LIMIT ?2) RETURNING topic, octet_length(topic), octet_length(body)",
             params![oldest_alive, chunk as i64],
         )?;
         if expired > 0 {

@@ -185,9 +185,12 @@ async fn retention_is_exact_with_or_without_the_sweeper() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_evict_the_oldest_and_count_it() {
+    // Room for the three messages of "a" (68 bytes each) but not for four 73-byte ones.
+    let limit = 3 * cost("a", "a1") + 6;
+    assert!(limit < 3 * cost("b", "bbbbbbb"));
     let server = TestServer::start(ServerConfig {
         max_messages_per_topic: 3,
-        max_stored_bytes: 20,
+        max_stored_bytes: limit as usize,
         ..ServerConfig::default()
     })
     .await;
@@ -201,7 +204,8 @@ async fn limits_evict_the_oldest_and_count_it() {
         assert_eq!(reader.get("a").await.unwrap().as_deref(), Some(want));
     }
     assert_eq!(server.metric("dsmq_evicted_total"), 2);
-    // 6 bytes stored; three 7-byte messages exceed 20 bytes: the oldest overall go.
+    assert_eq!(server.metric("dsmq_bytes_stored"), 3 * cost("a", "a1"));
+    // Three 73-byte messages do not fit beside them: the oldest overall go, then "bbbbbbb".
     for m in ["bbbbbbb", "ccccccc", "ddddddd"] {
         writer.put("b", m).await.unwrap();
     }
@@ -209,7 +213,7 @@ async fn limits_evict_the_oldest_and_count_it() {
     assert_eq!(reader.get("a").await.unwrap(), None);
     assert_eq!(reader.get("b").await.unwrap().as_deref(), Some("ccccccc"));
     assert_eq!(reader.get("b").await.unwrap().as_deref(), Some("ddddddd"));
-    assert_eq!(server.metric("dsmq_bytes_stored"), 14);
+    assert_eq!(server.metric("dsmq_bytes_stored"), 2 * cost("b", "ccccccc"));
     assert_eq!(server.metric("dsmq_messages_stored"), 2);
     assert_eq!(server.metric("dsmq_evicted_total"), 6);
     server.stop().await;
@@ -328,7 +332,7 @@ async fn healthz_metrics_and_plain_http_elsewhere() {
         "dsmq_puts_total 1",
         "dsmq_gets_total{result=\"hit\"} 1",
         "dsmq_messages_stored 1",
-        "dsmq_bytes_stored 6",
+        "dsmq_bytes_stored 72", // "héllo" in "t": 6 + 2 × 1 + 64
         "dsmq_expired_total 0",
         "dsmq_evicted_total 0",
         "dsmq_protocol_errors_total 0",
@@ -461,5 +465,51 @@ async fn idle_connections_are_pinged_and_stay_usable() {
             .as_deref(),
         Some("after pings")
     );
+    server.stop().await;
+}
+
+/// What a message costs against `max_stored_bytes`, as documented on `ServerConfig`: its
+/// text, its topic twice (row and index), and 64 bytes of row and index overhead.
+fn cost(topic: &str, message: &str) -> u64 {
+    (message.len() + 2 * topic.len() + 64) as u64
+}
+
+/// Topics and rows take memory too: a flood of empty messages, under long topics or under
+/// many short ones, is held to the byte bound like message text is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_byte_bound_counts_topics_and_per_message_overhead() {
+    const LIMIT: u64 = 64 << 10;
+    let server = TestServer::start(ServerConfig {
+        max_stored_bytes: LIMIT as usize,
+        ..ServerConfig::default()
+    })
+    .await;
+    let mut reader = server.client().await;
+    let mut writer = server.client().await;
+    let long_topic = "t".repeat(4096);
+    for i in 0..100 {
+        writer.put(&format!("{long_topic}{i}"), "").await.unwrap();
+    }
+    for i in 0..5000 {
+        writer.put(&format!("e{i}"), "").await.unwrap();
+    }
+    writer.put("last", "kept").await.unwrap();
+    writer.get("sync").await.unwrap();
+    let bytes = server.metric("dsmq_bytes_stored");
+    let stored = server.metric("dsmq_messages_stored");
+    let evicted = server.metric("dsmq_evicted_total");
+    assert!(bytes <= LIMIT, "{bytes} bytes stored, limit {LIMIT}");
+    assert_eq!(
+        stored + evicted,
+        5101,
+        "every put stored or counted as evicted"
+    );
+    assert!(
+        stored * cost("e0", "") <= LIMIT,
+        "{stored} empty messages held within {LIMIT} bytes"
+    );
+    // Oldest first: the long topics went, the newest message is there.
+    assert_eq!(reader.get(&format!("{long_topic}0")).await.unwrap(), None);
+    assert_eq!(reader.get("last").await.unwrap().as_deref(), Some("kept"));
     server.stop().await;
 }
