@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use tungstenite::{Message, WebSocket};
 
-use crate::client::{Incoming, incoming, next_pause, repeat, target, url_of};
+use crate::client::{Incoming, incoming, next_pause, repeat, target, unasked, url_of};
 use crate::error::from_ws;
 use crate::format::{self, Request};
 use crate::{Error, Result};
@@ -77,10 +77,37 @@ impl Client {
         Ok(())
     }
 
+    /// Reads, without waiting, what the server sent unasked: a close frame (or a lost
+    /// connection) fails the request now, rather than a put the server will never read.
+    fn check_unasked(&mut self) -> Result<()> {
+        self.ws.get_ref().set_nonblocking(true)?;
+        let found = loop {
+            match self.ws.read() {
+                Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    break None;
+                }
+                next => {
+                    if let Some(e) = unasked(Some(next)) {
+                        break Some(e);
+                    }
+                }
+            }
+        };
+        self.ws.get_ref().set_nonblocking(false)?;
+        match found {
+            Some(e) => {
+                self.closed = Some(repeat(&e));
+                Err(e)
+            }
+            None => Ok(()),
+        }
+    }
+
     fn send(&mut self, request: &Request) -> Result<()> {
         if let Some(e) = &self.closed {
             return Err(repeat(e));
         }
+        self.check_unasked()?;
         let text = format::encode_request(request);
         if let Err(e) = self.ws.send(Message::Text(text.into())) {
             let e = from_ws(e);

@@ -513,3 +513,73 @@ async fn the_byte_bound_counts_topics_and_per_message_overhead() {
     assert_eq!(reader.get("last").await.unwrap().as_deref(), Some("kept"));
     server.stop().await;
 }
+
+/// A put on a connection the server has closed is an error, not a message silently lost
+/// (the close frame is waiting in the socket; a put must look before it writes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_after_the_server_closed_the_connection_is_an_error() {
+    let server = TestServer::start(ServerConfig::default()).await;
+    let mut client = server.client().await;
+    let port = server.port;
+    server.stop().await;
+    let err = client.put("t", "lost?").await.unwrap_err();
+    assert!(
+        matches!(err, dsmq::Error::Closed { code: 1001, .. }),
+        "{err}"
+    );
+    // The blocking client likewise.
+    let server = TestServer::start(ServerConfig::default()).await;
+    let port2 = server.port;
+    assert_ne!(port, 0);
+    let mut blocking = tokio::task::spawn_blocking(move || {
+        dsmq::blocking::Client::connect("127.0.0.1", port2).unwrap()
+    })
+    .await
+    .unwrap();
+    server.stop().await;
+    let err = tokio::task::spawn_blocking(move || blocking.put("t", "lost?").unwrap_err())
+        .await
+        .unwrap();
+    assert!(
+        matches!(err, dsmq::Error::Closed { code: 1001, .. }),
+        "{err}"
+    );
+}
+
+/// A `get` cancelled (here by a timeout) after its request went out leaves its reply in
+/// flight: the next call must not take that reply as its own (it may be another topic's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_get_leaves_the_connection_marked_out_of_step() {
+    use futures_util::{SinkExt, StreamExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // A server that answers each request only once the next one has arrived.
+    let slow = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        let mut seen = 0;
+        while let Some(Ok(m)) = ws.next().await {
+            if m.is_text() {
+                seen += 1;
+                if seen == 2 {
+                    let late = r#"{"message": "the reply to the first get"}"#;
+                    let _ = ws
+                        .send(tokio_tungstenite::tungstenite::Message::Text(late.into()))
+                        .await;
+                }
+            }
+        }
+    });
+    let mut client = dsmq::Client::connect("127.0.0.1", port).await.unwrap();
+    let cancelled = tokio::time::timeout(Duration::from_millis(50), client.get("a")).await;
+    assert!(cancelled.is_err(), "the silent server cannot answer");
+    let next = tokio::time::timeout(Duration::from_secs(20), client.get("b"))
+        .await
+        .expect("the next call fails at once");
+    match next {
+        Err(dsmq::Error::Protocol(why)) => assert!(why.contains("out of step"), "{why}"),
+        other => panic!("topic b got {other:?}"),
+    }
+    drop(client);
+    slow.abort();
+}
