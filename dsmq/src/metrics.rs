@@ -17,6 +17,7 @@ pub(crate) struct Metrics {
     pub(crate) protocol_errors_total: AtomicU64,
     pub(crate) store_errors: AtomicU64,
     pub(crate) refused_connections_total: AtomicU64,
+    pub(crate) cursors: AtomicU64,
 }
 
 impl Metrics {
@@ -92,6 +93,12 @@ impl Metrics {
             "counter",
             "Connections refused with 503 because max_connections were open.",
             &[("", get(&self.refused_connections_total))],
+        );
+        one(
+            "dsmq_cursors",
+            "gauge",
+            "Read positions (connection, topic) held; those of expired topics are let go.",
+            &[("", get(&self.cursors))],
         );
         out
     }

@@ -394,6 +394,7 @@ async fn entry(
                 peer,
                 start_id,
                 cursors: HashMap::new(),
+                prune_at: PRUNE_MIN,
                 stashed: None,
             }
             .run()
@@ -421,9 +422,15 @@ struct Connection {
     start_id: i64,
     /// The id of the last message read, per topic (absent: `start_id`).
     cursors: HashMap<String, i64>,
+    /// Positions of topics whose messages are all gone are dropped when `cursors` grows
+    /// to this many (then twice what is left, at least [`PRUNE_MIN`]).
+    prune_at: usize,
     /// An event read ahead while collecting puts, to handle next.
     stashed: Option<Option<Result<Message, axum::Error>>>,
 }
+
+/// The fewest read positions a connection keeps before letting go of stale ones.
+const PRUNE_MIN: usize = 64;
 
 /// The most puts sent to the store as one command.
 const PUT_BATCH: usize = 256;
@@ -511,7 +518,30 @@ impl Connection {
                 }
             }
         }
+        self.shared
+            .metrics
+            .cursors
+            .fetch_sub(self.cursors.len() as u64, Ordering::Relaxed);
         tracing::debug!("{}: disconnected", self.peer);
+    }
+
+    /// Remembers that `topic` was read up to `id`, letting go of the positions whose
+    /// messages are all gone once there are many (they mean no more than `start_id`).
+    fn advance(&mut self, topic: String, id: i64) {
+        let metrics = &self.shared.metrics;
+        if self.cursors.insert(topic, id).is_none() {
+            metrics.cursors.fetch_add(1, Ordering::Relaxed);
+        }
+        if self.cursors.len() >= self.prune_at {
+            let first = self.shared.store.first_id();
+            let before = self.cursors.len();
+            self.cursors.retain(|_, read| *read >= first);
+            let after = self.cursors.len();
+            metrics
+                .cursors
+                .fetch_sub((before - after) as u64, Ordering::Relaxed);
+            self.prune_at = (2 * after).max(PRUNE_MIN);
+        }
     }
 
     async fn close(&mut self, code: u16, reason: &str) {
@@ -604,7 +634,7 @@ impl Connection {
         let reply = match found {
             Some((id, body)) => {
                 metrics.gets_hit.fetch_add(1, Ordering::Relaxed);
-                self.cursors.insert(topic, id);
+                self.advance(topic, id);
                 format::encode_reply(&body)
             }
             None => {

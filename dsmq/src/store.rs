@@ -81,6 +81,8 @@ pub(crate) struct Store {
     worker: Arc<Mutex<Worker>>,
     /// The largest id stored so far: a new connection may read only above it.
     last_id: Arc<AtomicI64>,
+    /// Every message with a smaller id is gone (expired or evicted).
+    first_id: Arc<AtomicI64>,
 }
 
 /// The most expired rows deleted under one hold of the lock.
@@ -121,12 +123,14 @@ impl Store {
              CREATE INDEX messages_stored_at ON messages (stored_at);",
         )?;
         let last_id = Arc::new(AtomicI64::new(0));
+        let first_id = Arc::new(AtomicI64::new(1));
         let worker = Worker {
             db,
             limits,
             clock,
             metrics,
             last_id: Arc::clone(&last_id),
+            first_id: Arc::clone(&first_id),
             per_topic: HashMap::new(),
             bytes: 0,
             count: 0,
@@ -134,6 +138,7 @@ impl Store {
         Ok(Store {
             worker: Arc::new(Mutex::new(worker)),
             last_id,
+            first_id,
         })
     }
 
@@ -146,6 +151,13 @@ impl Store {
     /// The largest id stored so far.
     pub(crate) fn last_id(&self) -> i64 {
         self.last_id.load(Ordering::SeqCst)
+    }
+
+    /// Every message with an id below this one is gone. Deletion goes oldest first (expiry
+    /// by store time, eviction by id), so a read position below it means no more than
+    /// "connected at": a connection may forget it.
+    pub(crate) fn first_id(&self) -> i64 {
+        self.first_id.load(Ordering::SeqCst)
     }
 
     /// Stores `puts` (topic, text) in order, in one transaction.
@@ -211,6 +223,7 @@ struct Worker {
     clock: Clock,
     metrics: Arc<Metrics>,
     last_id: Arc<AtomicI64>,
+    first_id: Arc<AtomicI64>,
     /// Messages stored per topic (for `max_messages_per_topic`).
     per_topic: HashMap<String, usize>,
     /// What the stored messages cost against `max_stored_bytes` ([`message_cost`]).
@@ -297,6 +310,16 @@ impl Worker {
                 }
             }
             n += 1;
+        }
+        drop(rows);
+        drop(stmt);
+        if n > 0 {
+            let first: Option<i64> = self
+                .db
+                .prepare_cached("SELECT min(id) FROM messages")?
+                .query_row([], |row| row.get(0))?;
+            let first = first.unwrap_or(self.last_id.load(Ordering::SeqCst) + 1);
+            self.first_id.store(first, Ordering::SeqCst);
         }
         Ok(n)
     }

@@ -583,3 +583,52 @@ async fn a_cancelled_get_leaves_the_connection_marked_out_of_step() {
     drop(client);
     slow.abort();
 }
+
+/// A long-lived connection that reads ever new topics (say, one reply topic per request)
+/// keeps a read position per topic; positions whose messages have all expired are dropped
+/// (they mean no more than "connected at"), so its memory follows the store, not its age.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_positions_of_expired_topics_are_let_go() {
+    let clock = Clock::manual();
+    let server = TestServer::start(ServerConfig {
+        clock: clock.clone(),
+        sweep_interval: Duration::from_millis(5),
+        ..ServerConfig::default()
+    })
+    .await;
+    let mut reader = server.client().await;
+    let mut writer = server.client().await;
+    for round in 0..2 {
+        for i in 0..300 {
+            writer
+                .put(&format!("reply-{round}-{i}"), "x")
+                .await
+                .unwrap();
+        }
+        writer.get("sync").await.unwrap();
+        for i in 0..300 {
+            let topic = format!("reply-{round}-{i}");
+            assert_eq!(reader.get(&topic).await.unwrap().as_deref(), Some("x"));
+        }
+        clock.advance(Duration::from_secs(601));
+        server.wait_metric("dsmq_messages_stored", 0);
+    }
+    let held = server.metric("dsmq_cursors");
+    assert!(
+        held <= 300,
+        "{held} read positions held for 300 live topics"
+    );
+    // Letting go changes nothing a client can see: an old topic is read from its next put.
+    writer.put("reply-0-7", "again").await.unwrap();
+    writer.get("sync").await.unwrap();
+    assert_eq!(
+        reader.get("reply-0-7").await.unwrap().as_deref(),
+        Some("again")
+    );
+    assert_eq!(reader.get("reply-0-7").await.unwrap(), None);
+    reader.close().await.unwrap();
+    writer.close().await.unwrap();
+    server.wait_metric("dsmq_connections", 0);
+    assert_eq!(server.metric("dsmq_cursors"), 0);
+    server.stop().await;
+}
