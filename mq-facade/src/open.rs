@@ -25,7 +25,7 @@ const SCHEMES: &[(&str, Option<&str>)] = &[
 /// |---|---|
 /// | `mem://NAME?capacity=N&max_message_size=BYTES&max_priority=P` | [`mem`](crate::mem) (feature `mem`, default) |
 /// | `duraqueue:///PATH?size=8MiB&format=v1\|v2&sync=msync\|fdatasync` | `duraqueue` (feature `duraqueue`) |
-/// | `dsmq://HOST:PORT/TOPIC?encoding=text\|base64` | `dsmq` (feature `dsmq`): a topic of a dsmq server, broadcast |
+/// | `dsmq://HOST:PORT/TOPIC?encoding=text\|base64&max_message_bytes=N` | `dsmq` (feature `dsmq`): a topic of a dsmq server, broadcast |
 /// | `dmq://`, `ddmq://`, `shmq://`, `amqp://` | not available yet: [`Error::BackendUnavailable`] |
 ///
 /// Errors: [`Error::InvalidUrl`] naming the bad part (scheme, name, parameter and value),
