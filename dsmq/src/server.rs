@@ -434,7 +434,8 @@ const PRUNE_MIN: usize = 64;
 
 /// The most puts sent to the store as one command.
 const PUT_BATCH: usize = 256;
-/// Puts stop being collected into one command beyond this many bytes of text.
+/// Puts stop being collected into one command beyond this many bytes of text (topics and
+/// messages).
 const PUT_BATCH_BYTES: usize = 1 << 20;
 
 /// What to do after a frame.
@@ -566,8 +567,9 @@ impl Connection {
                 // Consecutive puts that have already arrived go to the store as one
                 // command (one channel send, one transaction). Whatever else arrives is
                 // kept for the main loop, so frames are still handled strictly in order.
+                // Topics count too: a frame may be a 1 MiB topic and an empty message.
+                let mut bytes = topic.len() + message.len();
                 let mut puts = vec![(topic, message)];
-                let mut bytes = 0;
                 while puts.len() < PUT_BATCH && bytes < PUT_BATCH_BYTES {
                     let Some(event) = self.socket.recv().now_or_never() else {
                         break;
@@ -582,7 +584,7 @@ impl Connection {
                     };
                     match decoded {
                         Ok(Req::Put { topic, message }) => {
-                            bytes += message.len();
+                            bytes += topic.len() + message.len();
                             puts.push((topic, message));
                         }
                         _ => {
