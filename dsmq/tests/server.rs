@@ -632,3 +632,31 @@ async fn read_positions_of_expired_topics_are_let_go() {
     assert_eq!(server.metric("dsmq_cursors"), 0);
     server.stop().await;
 }
+
+/// `set_timeout` on the blocking client: a server that does not answer in time is
+/// `Error::Timeout` (not a "closed" connection it is not), and the connection, out of step
+/// since, is `Closed` from then on.
+#[test]
+fn a_blocking_call_that_times_out_is_a_timeout() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let silent = std::thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        let mut ws = tungstenite::accept(tcp).unwrap();
+        // Read requests, never answer, until the client goes away.
+        while ws.read().is_ok() {}
+    });
+    let mut client = dsmq::blocking::Client::connect("127.0.0.1", port).unwrap();
+    client
+        .set_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let err = client.get("t").unwrap_err();
+    assert!(
+        matches!(err, dsmq::Error::Timeout(t) if t == Duration::from_millis(100)),
+        "{err:?}"
+    );
+    let again = client.get("t").unwrap_err();
+    assert!(matches!(again, dsmq::Error::Closed { .. }), "{again:?}");
+    drop(client);
+    silent.join().unwrap();
+}
