@@ -151,8 +151,8 @@ async fn many_puts_in_one_clock_tick_all_arrive_in_order() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retention_is_exact_with_or_without_the_sweeper() {
+/// A server whose clock only the test moves, sweeping every 5 ms.
+async fn manual_clock_server() -> (Clock, TestServer) {
     let clock = Clock::manual();
     let server = TestServer::start(ServerConfig {
         clock: clock.clone(),
@@ -160,6 +160,12 @@ async fn retention_is_exact_with_or_without_the_sweeper() {
         ..ServerConfig::default()
     })
     .await;
+    (clock, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_is_exact_with_or_without_the_sweeper() {
+    let (clock, server) = manual_clock_server().await;
     let mut reader = server.client().await;
     let mut writer = server.client().await;
     writer.put("t", "old").await.unwrap();
@@ -589,13 +595,7 @@ async fn a_cancelled_get_leaves_the_connection_marked_out_of_step() {
 /// (they mean no more than "connected at"), so its memory follows the store, not its age.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_positions_of_expired_topics_are_let_go() {
-    let clock = Clock::manual();
-    let server = TestServer::start(ServerConfig {
-        clock: clock.clone(),
-        sweep_interval: Duration::from_millis(5),
-        ..ServerConfig::default()
-    })
-    .await;
+    let (clock, server) = manual_clock_server().await;
     let mut reader = server.client().await;
     let mut writer = server.client().await;
     for round in 0..2 {
