@@ -13,7 +13,6 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::serve::ListenerExt;
 use futures_util::FutureExt as _;
 use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::watch;
@@ -74,6 +73,12 @@ pub struct ServerConfig {
     /// frees its slot of `max_connections`. A missing pong is not an error (clients that
     /// only read when they `get`, like this crate's, answer pings late). `None`: never ping.
     pub ping_interval: Option<Duration>,
+    /// How long a connection may take to send a complete HTTP request (the WebSocket
+    /// upgrade, or `GET /metrics`): 30 s. A connection that sends nothing, or half a
+    /// request, or idles between keep-alive HTTP requests for longer is closed, so it does
+    /// not hold a socket and a task forever. Upgraded WebSocket connections are not subject
+    /// to it.
+    pub header_timeout: Duration,
     /// The clock expiry reads; [`Clock::manual`] makes retention testable without sleeping.
     pub clock: Clock,
 }
@@ -90,6 +95,7 @@ impl Default for ServerConfig {
             allow_shutdown: ShutdownPolicy::LoopbackOnly,
             write_timeout: Duration::from_secs(30),
             ping_interval: Some(Duration::from_secs(30)),
+            header_timeout: Duration::from_secs(30),
             clock: Clock::system(),
         }
     }
@@ -284,19 +290,61 @@ impl Server {
         let app = Router::new()
             .fallback(entry)
             .with_state(Arc::clone(&shared));
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
+        // Our own accept loop rather than `axum::serve`: hyper's header read timeout needs
+        // a timer, which `axum::serve` does not give it.
+        let mut http = tokio::task::JoinSet::new();
         let mut stop = shared.handle.inner.stop.subscribe();
-        let served = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
+        loop {
+            let accepted = tokio::select! {
+                _ = stop.wait_for(|s| *s) => break,
+                Some(_) = http.join_next(), if !http.is_empty() => continue,
+                accepted = listener.accept() => accepted,
+            };
+            let (tcp, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, the condition may pass.
+                    tracing::error!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let service = hyper_util::service::TowerToHyperService::new(
+                app.clone().layer(axum::Extension(ConnectInfo(peer))),
+            );
+            let header_timeout = shared.config.header_timeout;
+            let mut stop = shared.handle.inner.stop.subscribe();
+            http.spawn(async move {
+                let mut builder = hyper::server::conn::http1::Builder::new();
+                builder
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(header_timeout);
+                let conn = builder
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                    .with_upgrades();
+                let mut conn = std::pin::pin!(conn);
+                tokio::select! {
+                    served = conn.as_mut() => {
+                        if let Err(e) = served {
+                            tracing::debug!("{peer}: http: {e}");
+                        }
+                        return;
+                    }
+                    _ = stop.wait_for(|s| *s) => {}
+                }
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            });
+        }
+        drop(listener);
+        sweeper.abort();
+        // HTTP requests in flight finish (bounded); upgraded connections are separate tasks.
+        let _ = tokio::time::timeout(Duration::from_secs(10), async {
+            while http.join_next().await.is_some() {}
         })
         .await;
-        sweeper.abort();
+        http.abort_all();
         // Connection tasks see the stop signal and close with 1001.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
@@ -312,7 +360,7 @@ impl Server {
         }
         tracing::info!("dsmq on {addr} stopped");
         shared.handle.inner.stopped.send_replace(true);
-        served.map_err(Error::Io)
+        Ok(())
     }
 }
 

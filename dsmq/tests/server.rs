@@ -660,3 +660,39 @@ fn a_blocking_call_that_times_out_is_a_timeout() {
     drop(client);
     silent.join().unwrap();
 }
+
+/// A connection that never completes its HTTP request (a slow or stuck client, or one
+/// that only opens sockets) is closed after `header_timeout`, like an idle keep-alive
+/// HTTP connection: neither holds a socket and a task forever.
+#[test]
+fn connections_that_never_finish_a_request_are_closed() {
+    use std::io::{Read, Write};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(TestServer::start(ServerConfig {
+        header_timeout: Duration::from_millis(200),
+        ..ServerConfig::default()
+    }));
+    let open = |first: &[u8]| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(first).unwrap();
+        s
+    };
+    let mut silent = open(b"");
+    let mut partial = open(b"GET / HTTP/1.1\r\nHost: x\r\n");
+    let mut keep_alive = open(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    for (what, s) in [
+        ("silent", &mut silent),
+        ("partial", &mut partial),
+        ("keep-alive", &mut keep_alive),
+    ] {
+        let mut all = Vec::new();
+        let read = s.read_to_end(&mut all);
+        assert!(read.is_ok(), "{what}: not closed by the server: {read:?}");
+    }
+    // WebSocket connections are not HTTP requests once upgraded: they stay.
+    let mut ws = dsmq::blocking::Client::connect("127.0.0.1", server.port).unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(ws.get("t").unwrap(), None);
+    rt.block_on(server.stop());
+}
