@@ -211,8 +211,18 @@ impl Client {
         }
         // A close frame (or a lost connection) already received: fail now, rather than
         // write a put the server will never read.
-        while let Some(next) = self.ws.next().now_or_never() {
-            if let Some(e) = unasked(next) {
+        loop {
+            while let Some(next) = self.ws.next().now_or_never() {
+                if let Some(e) = unasked(next) {
+                    self.closed = Some(repeat(&e));
+                    return Err(e);
+                }
+            }
+            // The runtime may not have noticed yet what the socket holds: ask the socket.
+            if !self.socket_has_input() {
+                break;
+            }
+            if let Some(e) = unasked(self.ws.next().await) {
                 self.closed = Some(repeat(&e));
                 return Err(e);
             }
@@ -248,6 +258,26 @@ impl Client {
             };
             self.closed = Some(repeat(&e));
             return Err(e);
+        }
+    }
+
+    /// Whether the socket holds unread bytes or the end of the stream (or an error), asked
+    /// of the socket itself, without waiting.
+    fn socket_has_input(&self) -> bool {
+        #[cfg(unix)]
+        {
+            use nix::sys::socket::{MsgFlags, recv};
+            use std::os::fd::AsRawFd as _;
+            let fd = self.ws.get_ref().as_raw_fd();
+            let mut byte = [0u8; 1];
+            match recv(fd, &mut byte, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT) {
+                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => false,
+                Ok(_) | Err(_) => true,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            false
         }
     }
 
