@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use tungstenite::{Message, WebSocket};
 
-use crate::client::{Incoming, incoming, next_pause, repeat, target, url_of};
+use crate::client::{Incoming, incoming, next_pause, repeat, target, unasked, url_of};
 use crate::error::from_ws;
 use crate::format::{self, Request};
 use crate::{Error, Result};
@@ -23,6 +23,8 @@ use crate::{Error, Result};
 pub struct Client {
     ws: WebSocket<TcpStream>,
     closed: Option<Error>,
+    /// What [`Client::set_timeout`] set.
+    timeout: Option<Duration>,
 }
 
 impl Client {
@@ -49,7 +51,11 @@ impl Client {
                 std::io::Error::other("handshake interrupted on a blocking socket"),
             )),
         })?;
-        Ok(Client { ws, closed: None })
+        Ok(Client {
+            ws,
+            closed: None,
+            timeout: None,
+        })
     }
 
     /// Connects, retrying up to `attempts` times with a pause of 10 ms doubling each time.
@@ -70,20 +76,60 @@ impl Client {
     }
 
     /// Limits how long a call waits for the server (`None`: forever, the default). A call
-    /// that times out leaves the connection unusable: it returns [`Error::Closed`] after.
+    /// that times out is [`Error::Timeout`] and leaves the connection unusable (its reply
+    /// may still come): every later call is [`Error::Closed`].
     pub fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
         self.ws.get_ref().set_read_timeout(timeout)?;
         self.ws.get_ref().set_write_timeout(timeout)?;
+        self.timeout = timeout;
         Ok(())
+    }
+
+    /// A tungstenite error of a call: a socket timeout is [`Error::Timeout`].
+    fn call_error(&self, e: tungstenite::Error) -> Error {
+        use std::io::ErrorKind::{TimedOut, WouldBlock};
+        match (&e, self.timeout) {
+            (tungstenite::Error::Io(io), Some(t)) if matches!(io.kind(), WouldBlock | TimedOut) => {
+                Error::Timeout(t)
+            }
+            _ => from_ws(e),
+        }
+    }
+
+    /// Reads, without waiting, what the server sent unasked: a close frame (or a lost
+    /// connection) fails the request now, rather than a put the server will never read.
+    fn check_unasked(&mut self) -> Result<()> {
+        self.ws.get_ref().set_nonblocking(true)?;
+        let found = loop {
+            match self.ws.read() {
+                Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    break None;
+                }
+                next => {
+                    if let Some(e) = unasked(Some(next)) {
+                        break Some(e);
+                    }
+                }
+            }
+        };
+        self.ws.get_ref().set_nonblocking(false)?;
+        match found {
+            Some(e) => {
+                self.closed = Some(repeat(&e));
+                Err(e)
+            }
+            None => Ok(()),
+        }
     }
 
     fn send(&mut self, request: &Request) -> Result<()> {
         if let Some(e) = &self.closed {
             return Err(repeat(e));
         }
+        self.check_unasked()?;
         let text = format::encode_request(request);
         if let Err(e) = self.ws.send(Message::Text(text.into())) {
-            let e = from_ws(e);
+            let e = self.call_error(e);
             self.closed = Some(repeat(&e));
             return Err(e);
         }
@@ -93,7 +139,7 @@ impl Client {
     fn reply(&mut self) -> Result<String> {
         loop {
             let e = match self.ws.read() {
-                Err(e) => from_ws(e),
+                Err(e) => self.call_error(e),
                 Ok(m) => match incoming(m) {
                     Incoming::Reply(r) => return Ok(r),
                     Incoming::Ignore => continue,

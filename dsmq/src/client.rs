@@ -3,11 +3,15 @@
 //! Every request is one WebSocket message; `get` and `get_latest` wait for their one reply,
 //! `put` is not acknowledged (as in the protocol). A connection the server closed is an
 //! [`Error::Closed`] with the server's close code and reason, on this call and every later
-//! one (the Python 1.4.1 client returns `""` instead).
+//! one (the Python 1.4.1 client returns `""` instead). Every request first reads what the
+//! server sent unasked, so a `put` on a connection the server already closed fails instead
+//! of vanishing. Cancelling a `get` (dropping its future, e.g. in a timeout) after its
+//! request went out leaves the reply in flight: the next call is an [`Error::Protocol`]
+//! ("out of step") rather than a reply meant for the cancelled `get`; reconnect.
 
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt as _, SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tungstenite::Message;
@@ -105,6 +109,25 @@ pub(crate) fn next_pause(pause: Duration) -> Duration {
     (pause * 2).min(Duration::from_millis(32))
 }
 
+/// What arrived unasked before a request: nothing to worry about, or why the connection is
+/// over (the server's close frame, a lost connection, a reply to no request).
+pub(crate) fn unasked(next: Option<tungstenite::Result<Message>>) -> Option<Error> {
+    match next {
+        None => Some(Error::Closed {
+            code: 1006,
+            reason: "the server closed the connection".into(),
+        }),
+        Some(Err(e)) => Some(crate::error::from_ws(e)),
+        Some(Ok(m)) => match incoming(m) {
+            Incoming::Ignore => None,
+            Incoming::Closed(e) => Some(e),
+            Incoming::Reply(r) => Some(Error::Protocol(format!(
+                "a reply to no request ({r:.40?}); the connection is out of step"
+            ))),
+        },
+    }
+}
+
 /// An async connection to a dsmq server.
 ///
 /// ```no_run
@@ -121,6 +144,9 @@ pub(crate) fn next_pause(pause: Duration) -> Duration {
 pub struct Client {
     ws: WebSocketStream<TcpStream>,
     closed: Option<Error>,
+    /// A request whose reply was not read yet: set while a `get` waits, so a `get` future
+    /// dropped before its reply leaves the connection marked as out of step.
+    awaiting: bool,
 }
 
 impl Client {
@@ -145,7 +171,11 @@ impl Client {
         let (ws, _response) = tokio_tungstenite::client_async(request, stream)
             .await
             .map_err(connect_err)?;
-        Ok(Client { ws, closed: None })
+        Ok(Client {
+            ws,
+            closed: None,
+            awaiting: false,
+        })
     }
 
     /// Connects, retrying up to `attempts` times with a pause of 10 ms doubling each time
@@ -167,9 +197,37 @@ impl Client {
     }
 
     async fn send(&mut self, request: &Request) -> Result<()> {
+        if self.awaiting && self.closed.is_none() {
+            let e = Error::Protocol(
+                "a get was cancelled before its reply arrived; the connection is out of step \
+                 (reconnect)"
+                    .into(),
+            );
+            self.closed = Some(repeat(&e));
+            return Err(e);
+        }
         if let Some(e) = &self.closed {
             return Err(repeat(e));
         }
+        // A close frame (or a lost connection) already received: fail now, rather than
+        // write a put the server will never read.
+        loop {
+            while let Some(next) = self.ws.next().now_or_never() {
+                if let Some(e) = unasked(next) {
+                    self.closed = Some(repeat(&e));
+                    return Err(e);
+                }
+            }
+            // The runtime may not have noticed yet what the socket holds: ask the socket.
+            if !self.socket_has_input() {
+                break;
+            }
+            if let Some(e) = unasked(self.ws.next().await) {
+                self.closed = Some(repeat(&e));
+                return Err(e);
+            }
+        }
+        self.awaiting = request.expects_reply();
         let text = format::encode_request(request);
         if let Err(e) = self.ws.send(Message::Text(text.into())).await {
             let e = from_ws(e);
@@ -182,6 +240,7 @@ impl Client {
     async fn reply(&mut self) -> Result<String> {
         loop {
             let next = self.ws.next().await;
+            self.awaiting = false;
             let e = match next {
                 None => Error::Closed {
                     code: 1006,
@@ -190,12 +249,35 @@ impl Client {
                 Some(Err(e)) => from_ws(e),
                 Some(Ok(m)) => match incoming(m) {
                     Incoming::Reply(r) => return Ok(r),
-                    Incoming::Ignore => continue,
+                    Incoming::Ignore => {
+                        self.awaiting = true;
+                        continue;
+                    }
                     Incoming::Closed(e) => e,
                 },
             };
             self.closed = Some(repeat(&e));
             return Err(e);
+        }
+    }
+
+    /// Whether the socket holds unread bytes or the end of the stream (or an error), asked
+    /// of the socket itself, without waiting.
+    fn socket_has_input(&self) -> bool {
+        #[cfg(unix)]
+        {
+            use nix::sys::socket::{MsgFlags, recv};
+            use std::os::fd::AsRawFd as _;
+            let fd = self.ws.get_ref().as_raw_fd();
+            let mut byte = [0u8; 1];
+            match recv(fd, &mut byte, MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT) {
+                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => false,
+                Ok(_) | Err(_) => true,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            false
         }
     }
 
@@ -258,6 +340,7 @@ impl Client {
             topic: String::new(),
         })
         .await?;
+        self.awaiting = true;
         match self.reply().await {
             Err(Error::Closed { code: 1000, .. }) => Ok(()),
             // Python servers drop the connection without a close frame.

@@ -73,7 +73,8 @@ struct ServeArgs {
     /// Seconds a message is kept after it was put.
     #[arg(long, default_value_t = 600)]
     ttl_secs: u64,
-    /// Most bytes of message text kept; the oldest messages are evicted beyond it.
+    /// Most bytes kept (message text, topic twice and 64 per message); the oldest messages
+    /// are evicted beyond it.
     #[arg(long, default_value_t = 256 << 20)]
     max_stored_bytes: usize,
     /// Largest request accepted (the whole JSON frame), in bytes; larger ones close the

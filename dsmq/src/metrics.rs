@@ -17,6 +17,7 @@ pub(crate) struct Metrics {
     pub(crate) protocol_errors_total: AtomicU64,
     pub(crate) store_errors: AtomicU64,
     pub(crate) refused_connections_total: AtomicU64,
+    pub(crate) cursors: AtomicU64,
 }
 
 impl Metrics {
@@ -60,7 +61,7 @@ impl Metrics {
         one(
             "dsmq_bytes_stored",
             "gauge",
-            "Bytes of message text held in the store.",
+            "Bytes the stored messages count against max_stored_bytes (text, topic twice, 64 per message).",
             &[("", get(&self.bytes_stored))],
         );
         one(
@@ -92,6 +93,12 @@ impl Metrics {
             "counter",
             "Connections refused with 503 because max_connections were open.",
             &[("", get(&self.refused_connections_total))],
+        );
+        one(
+            "dsmq_cursors",
+            "gauge",
+            "Read positions (connection, topic) held; those of expired topics are let go.",
+            &[("", get(&self.cursors))],
         );
         out
     }

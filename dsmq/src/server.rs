@@ -13,7 +13,6 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::serve::ListenerExt;
 use futures_util::FutureExt as _;
 use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::watch;
@@ -55,8 +54,10 @@ pub struct ServerConfig {
     /// Largest WebSocket message (the whole JSON request) accepted: 1 MiB. Larger ones close
     /// the connection with 1009.
     pub max_message_bytes: usize,
-    /// Most bytes of message text held: 256 MiB. Beyond it the oldest messages are evicted
-    /// (counted in `dsmq_evicted_total`).
+    /// Most bytes the stored messages may take: 256 MiB. A message counts its text, its
+    /// topic twice (row and index) and 64 bytes of row overhead, so long topics and empty
+    /// messages are bounded too. Beyond it the oldest messages are evicted (counted in
+    /// `dsmq_evicted_total`).
     pub max_stored_bytes: usize,
     /// Most messages held per topic: 100,000; the oldest of the topic are evicted beyond it.
     pub max_messages_per_topic: usize,
@@ -72,6 +73,12 @@ pub struct ServerConfig {
     /// frees its slot of `max_connections`. A missing pong is not an error (clients that
     /// only read when they `get`, like this crate's, answer pings late). `None`: never ping.
     pub ping_interval: Option<Duration>,
+    /// How long a connection may take to send a complete HTTP request (the WebSocket
+    /// upgrade, or `GET /metrics`): 30 s. A connection that sends nothing, or half a
+    /// request, or idles between keep-alive HTTP requests for longer is closed, so it does
+    /// not hold a socket and a task forever. Upgraded WebSocket connections are not subject
+    /// to it.
+    pub header_timeout: Duration,
     /// The clock expiry reads; [`Clock::manual`] makes retention testable without sleeping.
     pub clock: Clock,
 }
@@ -88,6 +95,7 @@ impl Default for ServerConfig {
             allow_shutdown: ShutdownPolicy::LoopbackOnly,
             write_timeout: Duration::from_secs(30),
             ping_interval: Some(Duration::from_secs(30)),
+            header_timeout: Duration::from_secs(30),
             clock: Clock::system(),
         }
     }
@@ -282,19 +290,61 @@ impl Server {
         let app = Router::new()
             .fallback(entry)
             .with_state(Arc::clone(&shared));
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
+        // Our own accept loop rather than `axum::serve`: hyper's header read timeout needs
+        // a timer, which `axum::serve` does not give it.
+        let mut http = tokio::task::JoinSet::new();
         let mut stop = shared.handle.inner.stop.subscribe();
-        let served = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
+        loop {
+            let accepted = tokio::select! {
+                _ = stop.wait_for(|s| *s) => break,
+                Some(_) = http.join_next(), if !http.is_empty() => continue,
+                accepted = listener.accept() => accepted,
+            };
+            let (tcp, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, the condition may pass.
+                    tracing::error!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let service = hyper_util::service::TowerToHyperService::new(
+                app.clone().layer(axum::Extension(ConnectInfo(peer))),
+            );
+            let header_timeout = shared.config.header_timeout;
+            let mut stop = shared.handle.inner.stop.subscribe();
+            http.spawn(async move {
+                let mut builder = hyper::server::conn::http1::Builder::new();
+                builder
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(header_timeout);
+                let conn = builder
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                    .with_upgrades();
+                let mut conn = std::pin::pin!(conn);
+                tokio::select! {
+                    served = conn.as_mut() => {
+                        if let Err(e) = served {
+                            tracing::debug!("{peer}: http: {e}");
+                        }
+                        return;
+                    }
+                    _ = stop.wait_for(|s| *s) => {}
+                }
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
+            });
+        }
+        drop(listener);
+        sweeper.abort();
+        // HTTP requests in flight finish (bounded); upgraded connections are separate tasks.
+        let _ = tokio::time::timeout(Duration::from_secs(10), async {
+            while http.join_next().await.is_some() {}
         })
         .await;
-        sweeper.abort();
+        http.abort_all();
         // Connection tasks see the stop signal and close with 1001.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
@@ -310,7 +360,7 @@ impl Server {
         }
         tracing::info!("dsmq on {addr} stopped");
         shared.handle.inner.stopped.send_replace(true);
-        served.map_err(Error::Io)
+        Ok(())
     }
 }
 
@@ -392,6 +442,7 @@ async fn entry(
                 peer,
                 start_id,
                 cursors: HashMap::new(),
+                prune_at: PRUNE_MIN,
                 stashed: None,
             }
             .run()
@@ -419,13 +470,20 @@ struct Connection {
     start_id: i64,
     /// The id of the last message read, per topic (absent: `start_id`).
     cursors: HashMap<String, i64>,
+    /// Positions of topics whose messages are all gone are dropped when `cursors` grows
+    /// to this many (then twice what is left, at least [`PRUNE_MIN`]).
+    prune_at: usize,
     /// An event read ahead while collecting puts, to handle next.
     stashed: Option<Option<Result<Message, axum::Error>>>,
 }
 
+/// The fewest read positions a connection keeps before letting go of stale ones.
+const PRUNE_MIN: usize = 64;
+
 /// The most puts sent to the store as one command.
 const PUT_BATCH: usize = 256;
-/// Puts stop being collected into one command beyond this many bytes of text.
+/// Puts stop being collected into one command beyond this many bytes of text (topics and
+/// messages).
 const PUT_BATCH_BYTES: usize = 1 << 20;
 
 /// What to do after a frame.
@@ -509,7 +567,30 @@ impl Connection {
                 }
             }
         }
+        self.shared
+            .metrics
+            .cursors
+            .fetch_sub(self.cursors.len() as u64, Ordering::Relaxed);
         tracing::debug!("{}: disconnected", self.peer);
+    }
+
+    /// Remembers that `topic` was read up to `id`, letting go of the positions whose
+    /// messages are all gone once there are many (they mean no more than `start_id`).
+    fn advance(&mut self, topic: String, id: i64) {
+        let metrics = &self.shared.metrics;
+        if self.cursors.insert(topic, id).is_none() {
+            metrics.cursors.fetch_add(1, Ordering::Relaxed);
+        }
+        if self.cursors.len() >= self.prune_at {
+            let first = self.shared.store.first_id();
+            let before = self.cursors.len();
+            self.cursors.retain(|_, read| *read >= first);
+            let after = self.cursors.len();
+            metrics
+                .cursors
+                .fetch_sub((before - after) as u64, Ordering::Relaxed);
+            self.prune_at = (2 * after).max(PRUNE_MIN);
+        }
     }
 
     async fn close(&mut self, code: u16, reason: &str) {
@@ -534,8 +615,9 @@ impl Connection {
                 // Consecutive puts that have already arrived go to the store as one
                 // command (one channel send, one transaction). Whatever else arrives is
                 // kept for the main loop, so frames are still handled strictly in order.
+                // Topics count too: a frame may be a 1 MiB topic and an empty message.
+                let mut bytes = topic.len() + message.len();
                 let mut puts = vec![(topic, message)];
-                let mut bytes = 0;
                 while puts.len() < PUT_BATCH && bytes < PUT_BATCH_BYTES {
                     let Some(event) = self.socket.recv().now_or_never() else {
                         break;
@@ -550,7 +632,7 @@ impl Connection {
                     };
                     match decoded {
                         Ok(Req::Put { topic, message }) => {
-                            bytes += message.len();
+                            bytes += topic.len() + message.len();
                             puts.push((topic, message));
                         }
                         _ => {
@@ -602,7 +684,7 @@ impl Connection {
         let reply = match found {
             Some((id, body)) => {
                 metrics.gets_hit.fetch_add(1, Ordering::Relaxed);
-                self.cursors.insert(topic, id);
+                self.advance(topic, id);
                 format::encode_reply(&body)
             }
             None => {

@@ -81,10 +81,25 @@ pub(crate) struct Store {
     worker: Arc<Mutex<Worker>>,
     /// The largest id stored so far: a new connection may read only above it.
     last_id: Arc<AtomicI64>,
+    /// Every message with a smaller id is gone (expired or evicted).
+    first_id: Arc<AtomicI64>,
 }
 
 /// The most expired rows deleted under one hold of the lock.
 const SWEEP_CHUNK: usize = 1000;
+
+/// What one message counts against `max_stored_bytes` beyond its text and topic: the row's
+/// id and time, its two index entries and SQLite's record and page overhead (an estimate,
+/// so that empty messages are not free).
+pub(crate) const MESSAGE_OVERHEAD: usize = 64;
+
+/// What a message costs against `max_stored_bytes`: its text, its topic twice (the row and
+/// the `(topic, id)` index both hold it) and [`MESSAGE_OVERHEAD`].
+pub(crate) fn message_cost(topic_len: usize, body_len: usize) -> usize {
+    body_len
+        .saturating_add(topic_len.saturating_mul(2))
+        .saturating_add(MESSAGE_OVERHEAD)
+}
 
 impl Store {
     /// Opens the in-memory database.
@@ -108,12 +123,14 @@ impl Store {
              CREATE INDEX messages_stored_at ON messages (stored_at);",
         )?;
         let last_id = Arc::new(AtomicI64::new(0));
+        let first_id = Arc::new(AtomicI64::new(1));
         let worker = Worker {
             db,
             limits,
             clock,
             metrics,
             last_id: Arc::clone(&last_id),
+            first_id: Arc::clone(&first_id),
             per_topic: HashMap::new(),
             bytes: 0,
             count: 0,
@@ -121,6 +138,7 @@ impl Store {
         Ok(Store {
             worker: Arc::new(Mutex::new(worker)),
             last_id,
+            first_id,
         })
     }
 
@@ -133,6 +151,13 @@ impl Store {
     /// The largest id stored so far.
     pub(crate) fn last_id(&self) -> i64 {
         self.last_id.load(Ordering::SeqCst)
+    }
+
+    /// Every message with an id below this one is gone. Deletion goes oldest first (expiry
+    /// by store time, eviction by id), so a read position below it means no more than
+    /// "connected at": a connection may forget it.
+    pub(crate) fn first_id(&self) -> i64 {
+        self.first_id.load(Ordering::SeqCst)
     }
 
     /// Stores `puts` (topic, text) in order, in one transaction.
@@ -198,9 +223,10 @@ struct Worker {
     clock: Clock,
     metrics: Arc<Metrics>,
     last_id: Arc<AtomicI64>,
+    first_id: Arc<AtomicI64>,
     /// Messages stored per topic (for `max_messages_per_topic`).
     per_topic: HashMap<String, usize>,
-    /// Bytes of message text stored.
+    /// What the stored messages cost against `max_stored_bytes` ([`message_cost`]).
     bytes: usize,
     /// Messages stored.
     count: usize,
@@ -217,7 +243,7 @@ impl Worker {
     }
 
     fn put(&mut self, topic: String, body: String) -> rusqlite::Result<()> {
-        let len = body.len();
+        let len = message_cost(topic.len(), body.len());
         // Make room first: oldest of the topic, then oldest overall.
         let in_topic = self.per_topic.get(&topic).copied().unwrap_or(0);
         if in_topic >= self.limits.max_messages_per_topic {
@@ -230,7 +256,7 @@ impl Worker {
                     .query_row(params![topic], |row| row.get(0))?;
                 let Some(oldest) = oldest else { break };
                 evicted += self.delete_rows(
-                    "DELETE FROM messages WHERE id = ?1 RETURNING topic, octet_length(body)",
+                    "DELETE FROM messages WHERE id = ?1 RETURNING topic, octet_length(topic), octet_length(body)",
                     params![oldest],
                 )?;
             }
@@ -241,7 +267,7 @@ impl Worker {
         while self.count > 0 && self.bytes + len > self.limits.max_stored_bytes {
             let evicted = self.delete_rows(
                 "DELETE FROM messages WHERE id = (SELECT min(id) FROM messages)
-                 RETURNING topic, octet_length(body)",
+                 RETURNING topic, octet_length(topic), octet_length(body)",
                 [],
             )?;
             self.metrics
@@ -264,15 +290,18 @@ impl Worker {
         Ok(())
     }
 
-    /// Runs a `DELETE ... RETURNING topic, octet_length(body)` and updates the counters.
+    /// Runs a `DELETE ... RETURNING topic, octet_length(topic), octet_length(body)` and
+    /// updates the counters.
     fn delete_rows(&mut self, sql: &str, p: impl rusqlite::Params) -> rusqlite::Result<u64> {
         let mut stmt = self.db.prepare_cached(sql)?;
         let mut rows = stmt.query(p)?;
         let mut n = 0;
         while let Some(row) = rows.next()? {
             let topic: String = row.get(0)?;
-            let len: i64 = row.get(1)?;
-            self.bytes = self.bytes.saturating_sub(len as usize);
+            let topic_len: i64 = row.get(1)?;
+            let body_len: i64 = row.get(2)?;
+            let len = message_cost(topic_len as usize, body_len as usize);
+            self.bytes = self.bytes.saturating_sub(len);
             self.count = self.count.saturating_sub(1);
             if let Some(c) = self.per_topic.get_mut(&topic) {
                 *c -= 1;
@@ -281,6 +310,16 @@ impl Worker {
                 }
             }
             n += 1;
+        }
+        drop(rows);
+        drop(stmt);
+        if n > 0 {
+            let first: Option<i64> = self
+                .db
+                .prepare_cached("SELECT min(id) FROM messages")?
+                .query_row([], |row| row.get(0))?;
+            let first = first.unwrap_or(self.last_id.load(Ordering::SeqCst) + 1);
+            self.first_id.store(first, Ordering::SeqCst);
         }
         Ok(n)
     }
@@ -310,7 +349,7 @@ impl Worker {
         let oldest_alive = self.clock.now() - self.limits.ttl.as_secs_f64();
         let expired = self.delete_rows(
             "DELETE FROM messages WHERE id IN (SELECT id FROM messages WHERE stored_at <= ?1
-             ORDER BY stored_at LIMIT ?2) RETURNING topic, octet_length(body)",
+             ORDER BY stored_at LIMIT ?2) RETURNING topic, octet_length(topic), octet_length(body)",
             params![oldest_alive, chunk as i64],
         )?;
         if expired > 0 {

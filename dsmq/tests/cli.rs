@@ -103,6 +103,35 @@ impl Drop for Served {
     }
 }
 
+/// A client child (`get --wait`, `tail`), killed and reaped when dropped, also when the
+/// test fails.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The lines a child prints, each waited for at most 30 s (a missing line fails the test
+/// instead of hanging it).
+fn lines_of(child: &mut Killed) -> impl FnMut() -> String {
+    let stdout = child.0.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    move || {
+        rx.recv_timeout(Duration::from_secs(30))
+            .expect("a line within 30 s")
+    }
+}
+
 fn run(args: &[&str]) -> std::process::Output {
     dsmq().args(args).output().expect("run dsmq")
 }
@@ -138,11 +167,13 @@ fn a_fresh_get_sees_nothing_and_exits_1() {
 fn tail_follows_and_put_reads_stdin() {
     let server = Served::start(&[]);
     let port = server.port();
-    let mut tail = dsmq()
-        .args(["tail", "--port", &port, "log"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut tail = Killed(
+        dsmq()
+            .args(["tail", "--port", &port, "log"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     server.wait_connections(1);
     for m in ["one", "two"] {
         assert!(run(&["put", "--port", &port, "log", m]).status.success());
@@ -158,12 +189,10 @@ fn tail_follows_and_put_reads_stdin() {
         .write_all(b"three from stdin")
         .unwrap();
     assert!(put.wait().unwrap().success());
-    let mut lines = BufReader::new(tail.stdout.take().unwrap()).lines();
+    let mut next_line = lines_of(&mut tail);
     for want in ["one", "two", "three from stdin"] {
-        assert_eq!(lines.next().unwrap().unwrap(), want);
+        assert_eq!(next_line(), want);
     }
-    tail.kill().unwrap();
-    tail.wait().unwrap();
 }
 
 #[test]

@@ -168,20 +168,43 @@ impl Drop for Reaped {
     }
 }
 
+/// How long one Python script may run: the Python client has no timeouts of its own, so a
+/// reply that never comes would otherwise hang the test run.
+const SCRIPT_LIMIT: Duration = Duration::from_secs(120);
+
 fn python_script(py: &Path, script: &str, args: &[String]) {
-    let out = Command::new(py)
+    let out_dir = tempfile::tempdir().unwrap();
+    let (out_path, err_path) = (out_dir.path().join("out"), out_dir.path().join("err"));
+    let child = Command::new(py)
         .arg("-c")
         .arg(script)
         .args(args)
-        .output()
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
         .expect("run python");
-    assert!(
-        out.status.success(),
-        "python script failed ({}):\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut child = Reaped(child);
+    let deadline = Instant::now() + SCRIPT_LIMIT;
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    drop(child); // killed and reaped if still running
+    let read =
+        |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned();
+    let (stdout, stderr) = (read(&out_path), read(&err_path));
+    match status {
+        Some(s) if s.success() => {}
+        Some(s) => panic!("python script failed ({s}):\nstdout:\n{stdout}\nstderr:\n{stderr}"),
+        None => panic!(
+            "python script still running after {SCRIPT_LIMIT:?}; killed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        ),
+    }
 }
 
 const CLIENT_SCENARIO: &str = r#"
@@ -249,34 +272,49 @@ fn free_port() -> u16 {
 }
 
 /// Starts `dsmq.server.serve` of `version` in a fresh working directory (1.4.1 deletes
-/// files there) and waits until it accepts connections.
+/// files there) and waits until it accepts connections. The port is reserved by binding
+/// port 0 and letting go (Python's `serve` cannot report a port it picked), so another
+/// process may take it first: then the server exits and we try another port.
 fn python_server(version: &str) -> (Reaped, u16, tempfile::TempDir) {
     let py = venv(version);
-    let port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let child = Command::new(py)
-        .arg("-c")
-        .arg(format!(
-            "from dsmq.server import serve; serve(host='127.0.0.1', port={port})"
-        ))
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the Python server");
-    let mut child = Reaped(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            panic!("the Python {version} server exited: {status}");
+    let mut attempt = 1;
+    loop {
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new(&py)
+            .arg("-c")
+            .arg(format!(
+                "from dsmq.server import serve; serve(host='127.0.0.1', port={port})"
+            ))
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the Python server");
+        let mut child = Reaped(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let exited = loop {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break None;
+            }
+            if let Some(status) = child.0.try_wait().unwrap() {
+                break Some(status);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the Python {version} server does not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        match exited {
+            None => return (child, port, dir),
+            Some(status) if attempt < 5 => {
+                eprintln!("the Python {version} server on {port} exited ({status}); another port");
+                attempt += 1;
+            }
+            Some(status) => panic!("the Python {version} server exited: {status}"),
         }
-        assert!(
-            Instant::now() < deadline,
-            "the Python {version} server does not listen on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
     }
-    (child, port, dir)
 }
 
 fn wait_exit(child: &mut Reaped, what: &str) {

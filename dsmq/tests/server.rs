@@ -151,8 +151,8 @@ async fn many_puts_in_one_clock_tick_all_arrive_in_order() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retention_is_exact_with_or_without_the_sweeper() {
+/// A server whose clock only the test moves, sweeping every 5 ms.
+async fn manual_clock_server() -> (Clock, TestServer) {
     let clock = Clock::manual();
     let server = TestServer::start(ServerConfig {
         clock: clock.clone(),
@@ -160,6 +160,12 @@ async fn retention_is_exact_with_or_without_the_sweeper() {
         ..ServerConfig::default()
     })
     .await;
+    (clock, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_is_exact_with_or_without_the_sweeper() {
+    let (clock, server) = manual_clock_server().await;
     let mut reader = server.client().await;
     let mut writer = server.client().await;
     writer.put("t", "old").await.unwrap();
@@ -185,9 +191,12 @@ async fn retention_is_exact_with_or_without_the_sweeper() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_evict_the_oldest_and_count_it() {
+    // Room for the three messages of "a" (68 bytes each) but not for four 73-byte ones.
+    let limit = 3 * cost("a", "a1") + 6;
+    assert!(limit < 3 * cost("b", "bbbbbbb"));
     let server = TestServer::start(ServerConfig {
         max_messages_per_topic: 3,
-        max_stored_bytes: 20,
+        max_stored_bytes: limit as usize,
         ..ServerConfig::default()
     })
     .await;
@@ -201,7 +210,8 @@ async fn limits_evict_the_oldest_and_count_it() {
         assert_eq!(reader.get("a").await.unwrap().as_deref(), Some(want));
     }
     assert_eq!(server.metric("dsmq_evicted_total"), 2);
-    // 6 bytes stored; three 7-byte messages exceed 20 bytes: the oldest overall go.
+    assert_eq!(server.metric("dsmq_bytes_stored"), 3 * cost("a", "a1"));
+    // Three 73-byte messages do not fit beside them: the oldest overall go, then "bbbbbbb".
     for m in ["bbbbbbb", "ccccccc", "ddddddd"] {
         writer.put("b", m).await.unwrap();
     }
@@ -209,7 +219,7 @@ async fn limits_evict_the_oldest_and_count_it() {
     assert_eq!(reader.get("a").await.unwrap(), None);
     assert_eq!(reader.get("b").await.unwrap().as_deref(), Some("ccccccc"));
     assert_eq!(reader.get("b").await.unwrap().as_deref(), Some("ddddddd"));
-    assert_eq!(server.metric("dsmq_bytes_stored"), 14);
+    assert_eq!(server.metric("dsmq_bytes_stored"), 2 * cost("b", "ccccccc"));
     assert_eq!(server.metric("dsmq_messages_stored"), 2);
     assert_eq!(server.metric("dsmq_evicted_total"), 6);
     server.stop().await;
@@ -328,7 +338,7 @@ async fn healthz_metrics_and_plain_http_elsewhere() {
         "dsmq_puts_total 1",
         "dsmq_gets_total{result=\"hit\"} 1",
         "dsmq_messages_stored 1",
-        "dsmq_bytes_stored 6",
+        "dsmq_bytes_stored 72", // "héllo" in "t": 6 + 2 × 1 + 64
         "dsmq_expired_total 0",
         "dsmq_evicted_total 0",
         "dsmq_protocol_errors_total 0",
@@ -462,4 +472,227 @@ async fn idle_connections_are_pinged_and_stay_usable() {
         Some("after pings")
     );
     server.stop().await;
+}
+
+/// What a message costs against `max_stored_bytes`, as documented on `ServerConfig`: its
+/// text, its topic twice (row and index), and 64 bytes of row and index overhead.
+fn cost(topic: &str, message: &str) -> u64 {
+    (message.len() + 2 * topic.len() + 64) as u64
+}
+
+/// Topics and rows take memory too: a flood of empty messages, under long topics or under
+/// many short ones, is held to the byte bound like message text is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_byte_bound_counts_topics_and_per_message_overhead() {
+    const LIMIT: u64 = 64 << 10;
+    let server = TestServer::start(ServerConfig {
+        max_stored_bytes: LIMIT as usize,
+        ..ServerConfig::default()
+    })
+    .await;
+    let mut reader = server.client().await;
+    let mut writer = server.client().await;
+    let long_topic = "t".repeat(4096);
+    for i in 0..100 {
+        writer.put(&format!("{long_topic}{i}"), "").await.unwrap();
+    }
+    for i in 0..5000 {
+        writer.put(&format!("e{i}"), "").await.unwrap();
+    }
+    writer.put("last", "kept").await.unwrap();
+    writer.get("sync").await.unwrap();
+    let bytes = server.metric("dsmq_bytes_stored");
+    let stored = server.metric("dsmq_messages_stored");
+    let evicted = server.metric("dsmq_evicted_total");
+    assert!(bytes <= LIMIT, "{bytes} bytes stored, limit {LIMIT}");
+    assert_eq!(
+        stored + evicted,
+        5101,
+        "every put stored or counted as evicted"
+    );
+    assert!(
+        stored * cost("e0", "") <= LIMIT,
+        "{stored} empty messages held within {LIMIT} bytes"
+    );
+    // Oldest first: the long topics went, the newest message is there.
+    assert_eq!(reader.get(&format!("{long_topic}0")).await.unwrap(), None);
+    assert_eq!(reader.get("last").await.unwrap().as_deref(), Some("kept"));
+    server.stop().await;
+}
+
+/// A put on a connection the server has closed is an error, not a message silently lost
+/// (the close frame is waiting in the socket; a put must look before it writes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_after_the_server_closed_the_connection_is_an_error() {
+    let server = TestServer::start(ServerConfig::default()).await;
+    let mut client = server.client().await;
+    let port = server.port;
+    server.stop().await;
+    let err = client.put("t", "lost?").await.unwrap_err();
+    assert!(
+        matches!(err, dsmq::Error::Closed { code: 1001, .. }),
+        "{err}"
+    );
+    // The blocking client likewise.
+    let server = TestServer::start(ServerConfig::default()).await;
+    let port2 = server.port;
+    assert_ne!(port, 0);
+    let mut blocking = tokio::task::spawn_blocking(move || {
+        dsmq::blocking::Client::connect("127.0.0.1", port2).unwrap()
+    })
+    .await
+    .unwrap();
+    server.stop().await;
+    let err = tokio::task::spawn_blocking(move || blocking.put("t", "lost?").unwrap_err())
+        .await
+        .unwrap();
+    assert!(
+        matches!(err, dsmq::Error::Closed { code: 1001, .. }),
+        "{err}"
+    );
+}
+
+/// A `get` cancelled (here by a timeout) after its request went out leaves its reply in
+/// flight: the next call must not take that reply as its own (it may be another topic's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_get_leaves_the_connection_marked_out_of_step() {
+    use futures_util::{SinkExt, StreamExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // A server that answers each request only once the next one has arrived.
+    let slow = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        let mut seen = 0;
+        while let Some(Ok(m)) = ws.next().await {
+            if m.is_text() {
+                seen += 1;
+                if seen == 2 {
+                    let late = r#"{"message": "the reply to the first get"}"#;
+                    let _ = ws
+                        .send(tokio_tungstenite::tungstenite::Message::Text(late.into()))
+                        .await;
+                }
+            }
+        }
+    });
+    let mut client = dsmq::Client::connect("127.0.0.1", port).await.unwrap();
+    let cancelled = tokio::time::timeout(Duration::from_millis(50), client.get("a")).await;
+    assert!(cancelled.is_err(), "the silent server cannot answer");
+    let next = tokio::time::timeout(Duration::from_secs(20), client.get("b"))
+        .await
+        .expect("the next call fails at once");
+    match next {
+        Err(dsmq::Error::Protocol(why)) => assert!(why.contains("out of step"), "{why}"),
+        other => panic!("topic b got {other:?}"),
+    }
+    drop(client);
+    slow.abort();
+}
+
+/// A long-lived connection that reads ever new topics (say, one reply topic per request)
+/// keeps a read position per topic; positions whose messages have all expired are dropped
+/// (they mean no more than "connected at"), so its memory follows the store, not its age.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_positions_of_expired_topics_are_let_go() {
+    let (clock, server) = manual_clock_server().await;
+    let mut reader = server.client().await;
+    let mut writer = server.client().await;
+    for round in 0..2 {
+        for i in 0..300 {
+            writer
+                .put(&format!("reply-{round}-{i}"), "x")
+                .await
+                .unwrap();
+        }
+        writer.get("sync").await.unwrap();
+        for i in 0..300 {
+            let topic = format!("reply-{round}-{i}");
+            assert_eq!(reader.get(&topic).await.unwrap().as_deref(), Some("x"));
+        }
+        clock.advance(Duration::from_secs(601));
+        server.wait_metric("dsmq_messages_stored", 0);
+    }
+    let held = server.metric("dsmq_cursors");
+    assert!(
+        held <= 300,
+        "{held} read positions held for 300 live topics"
+    );
+    // Letting go changes nothing a client can see: an old topic is read from its next put.
+    writer.put("reply-0-7", "again").await.unwrap();
+    writer.get("sync").await.unwrap();
+    assert_eq!(
+        reader.get("reply-0-7").await.unwrap().as_deref(),
+        Some("again")
+    );
+    assert_eq!(reader.get("reply-0-7").await.unwrap(), None);
+    reader.close().await.unwrap();
+    writer.close().await.unwrap();
+    server.wait_metric("dsmq_connections", 0);
+    assert_eq!(server.metric("dsmq_cursors"), 0);
+    server.stop().await;
+}
+
+/// `set_timeout` on the blocking client: a server that does not answer in time is
+/// `Error::Timeout` (not a "closed" connection it is not), and the connection, out of step
+/// since, is `Closed` from then on.
+#[test]
+fn a_blocking_call_that_times_out_is_a_timeout() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let silent = std::thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        let mut ws = tungstenite::accept(tcp).unwrap();
+        // Read requests, never answer, until the client goes away.
+        while ws.read().is_ok() {}
+    });
+    let mut client = dsmq::blocking::Client::connect("127.0.0.1", port).unwrap();
+    client
+        .set_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let err = client.get("t").unwrap_err();
+    assert!(
+        matches!(err, dsmq::Error::Timeout(t) if t == Duration::from_millis(100)),
+        "{err:?}"
+    );
+    let again = client.get("t").unwrap_err();
+    assert!(matches!(again, dsmq::Error::Closed { .. }), "{again:?}");
+    drop(client);
+    silent.join().unwrap();
+}
+
+/// A connection that never completes its HTTP request (a slow or stuck client, or one
+/// that only opens sockets) is closed after `header_timeout`, like an idle keep-alive
+/// HTTP connection: neither holds a socket and a task forever.
+#[test]
+fn connections_that_never_finish_a_request_are_closed() {
+    use std::io::{Read, Write};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt.block_on(TestServer::start(ServerConfig {
+        header_timeout: Duration::from_millis(200),
+        ..ServerConfig::default()
+    }));
+    let open = |first: &[u8]| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(first).unwrap();
+        s
+    };
+    let mut silent = open(b"");
+    let mut partial = open(b"GET / HTTP/1.1\r\nHost: x\r\n");
+    let mut keep_alive = open(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    for (what, s) in [
+        ("silent", &mut silent),
+        ("partial", &mut partial),
+        ("keep-alive", &mut keep_alive),
+    ] {
+        let mut all = Vec::new();
+        let read = s.read_to_end(&mut all);
+        assert!(read.is_ok(), "{what}: not closed by the server: {read:?}");
+    }
+    // WebSocket connections are not HTTP requests once upgraded: they stay.
+    let mut ws = dsmq::blocking::Client::connect("127.0.0.1", server.port).unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(ws.get("t").unwrap(), None);
+    rt.block_on(server.stop());
 }

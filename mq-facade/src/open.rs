@@ -27,9 +27,9 @@ const SCHEMES: &[(&str, Option<&str>)] = &[
 /// | `duraqueue:///PATH?size=8MiB&format=v1\|v2&sync=msync\|fdatasync` | `duraqueue` (feature `duraqueue`) |
 /// | `dmq:///BASE?framing=newlines\|nulls\|frames\|raw&durability=pagecache\|data\|full` | `dmq` (feature `dmq`): files `BASE0`, `BASE1`, `BASEmap` |
 /// | `ddmq:///ROOT/QUEUE?durability=none\|fsync&order=numeric\|lexicographic` | `ddmq` (feature `ddmq`) |
-/// | `dsmq://HOST:PORT/TOPIC?encoding=text\|base64` | `dsmq` (feature `dsmq`): a topic of a dsmq server, broadcast |
 /// | `shmq://KEY?words=N&slots=N&mode=blocking\|cyclic&format=native\|go` | `shmq` (feature `shmq`) |
 /// | `amqp://USER:PASS@HOST:PORT/VHOST?queue=NAME&mode=classic\|quorum\|stream&max_priority=P&prefetch=N&in_flight=N&max_age=7D&offset=next\|first\|last` | RabbitMQ (feature `amqp`) |
+/// | `dsmq://HOST:PORT/TOPIC?encoding=text\|base64&max_message_bytes=N` | `dsmq` (feature `dsmq`): a topic of a dsmq server, broadcast |
 ///
 /// Errors: [`Error::InvalidUrl`] naming the bad part (scheme, name, parameter and value),
 /// [`Error::BackendUnavailable`] when the backend is not compiled in, or the backend's own

@@ -1,11 +1,12 @@
-//! `dsmq://HOST:PORT/TOPIC?encoding=text|base64`: a topic of a dsmq server (this
-//! workspace's or Python's).
+//! `dsmq://HOST:PORT/TOPIC?encoding=text|base64&max_message_bytes=N`: a topic of a dsmq
+//! server (this workspace's or Python's).
 //!
 //! Mapping: a handle is one WebSocket connection bound to one topic. Delivery is broadcast:
 //! every consumer receives every message sent after it was opened (the original's
 //! one-to-many model). `send` is the unacknowledged `put` ([`Durability::Buffered`]);
 //! `flush(Written)` makes a round trip, after which the server holds everything sent before
-//! it. `try_recv` is one `get` (`Ok(None)` for the protocol's `""`); `recv_timeout` asks
+//! it: in its memory (a crash of the producer loses nothing, a crash of the server loses
+//! all), until its retention ends (600 s by default) or its memory bound evicts it. `try_recv` is one `get` (`Ok(None)` for the protocol's `""`); `recv_timeout` asks
 //! again with a short backoff until its deadline. A receive consumes: `ack` does nothing,
 //! `nack` is unsupported.
 //!
@@ -13,6 +14,14 @@
 //! default, for sharing topics with Python programs) a payload must be non-empty UTF-8, or
 //! the send is `Unsupported`. With `encoding=base64` any bytes go: each message is the
 //! standard base64 of the payload, and the empty payload is sent as `=`.
+//!
+//! Size: a server closes the connection on a request larger than its limit (1 MiB by
+//! default, for this workspace's server and Python's alike; `max_message_bytes` in the URL
+//! names another), and a put is not acknowledged, so an oversized send would say Ok and
+//! vanish. The producer refuses it first with [`Error::TooLarge`]:
+//! [`Capabilities::max_message_size`] is the largest payload whose request fits. With
+//! `encoding=text` the size is the message's length as JSON text (equal to the payload's
+//! for ASCII without control characters or quotes; `é` counts 6, as `\u00e9`).
 
 use std::time::{Duration, Instant};
 
@@ -41,11 +50,45 @@ pub(crate) struct Target {
     port: u16,
     topic: String,
     encoding: Encoding,
+    /// The server's limit on one request (the whole JSON text).
+    max_request: usize,
 }
+
+/// The request limit of this workspace's server and of Python dsmq's (websockets) by
+/// default.
+const DEFAULT_MAX_REQUEST: usize = 1 << 20;
 
 impl Target {
     fn name(&self) -> String {
         format!("dsmq://{}:{}/{}", self.host, self.port, self.topic)
+    }
+
+    /// Room for the message's JSON text in a put to this topic (its escaped length, without
+    /// the quotes).
+    fn room(&self) -> usize {
+        let empty_put = dsmq::format::encode_request(&dsmq::format::Request::Put {
+            topic: self.topic.clone(),
+            message: String::new(),
+        });
+        self.max_request.saturating_sub(empty_put.len())
+    }
+
+    /// The largest payload whose put fits.
+    fn max_payload(&self) -> usize {
+        match self.encoding {
+            Encoding::Text => self.room(),
+            // 4 characters per 3 bytes (padded); never escaped.
+            Encoding::Base64 => self.room() / 4 * 3,
+        }
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        let mut caps = Capabilities::minimal(BACKEND);
+        caps.delivery = Delivery::Broadcast;
+        caps.durability = Durability::Written;
+        caps.cross_process = true;
+        caps.max_message_size = Some(self.max_payload());
+        caps
     }
 }
 
@@ -79,12 +122,16 @@ pub(crate) fn parse(raw: &str, url: &url::Url) -> Result<Target> {
         "encoding",
         &[("text", Encoding::Text), ("base64", Encoding::Base64)],
     )?;
+    let max_request = params
+        .take::<usize>("max_message_bytes")?
+        .unwrap_or(DEFAULT_MAX_REQUEST);
     params.finish()?;
     Ok(Target {
         host: host.to_owned(),
         port: url.port().unwrap_or(dsmq::client::DEFAULT_PORT),
         topic,
         encoding,
+        max_request,
     })
 }
 
@@ -108,14 +155,6 @@ fn map_error(target: &Target, e: dsmq::Error) -> Error {
         },
         other => Error::backend(BACKEND, other),
     }
-}
-
-fn capabilities() -> Capabilities {
-    let mut caps = Capabilities::minimal(BACKEND);
-    caps.delivery = Delivery::Broadcast;
-    caps.durability = Durability::Written;
-    caps.cross_process = true;
-    caps
 }
 
 fn connect(target: &Target) -> Result<dsmq::blocking::Client> {
@@ -149,13 +188,34 @@ impl DsmqProducer {
     fn encode(&self, payload: &[u8]) -> Result<String> {
         match self.target.encoding {
             Encoding::Base64 if payload.is_empty() => Ok("=".to_owned()),
-            Encoding::Base64 => Ok(STANDARD.encode(payload)),
+            Encoding::Base64 => {
+                self.target.capabilities().check_size(payload.len())?;
+                Ok(STANDARD.encode(payload))
+            }
             Encoding::Text if payload.is_empty() => Err(Error::unsupported(
                 BACKEND,
                 "the empty message (the protocol cannot tell it from no message; use encoding=base64)",
             )),
             Encoding::Text => match std::str::from_utf8(payload) {
-                Ok(text) => Ok(text.to_owned()),
+                Ok(text) => {
+                    let max = self.target.room();
+                    if text.len() > max {
+                        return Err(Error::TooLarge {
+                            size: text.len(),
+                            max,
+                        });
+                    }
+                    // Escaping only grows the text: measure it when it might not fit.
+                    let mut json = String::new();
+                    if text.len() * 6 > max {
+                        dsmq::format::push_json_str(&mut json, text);
+                        let size = json.len() - 2;
+                        if size > max {
+                            return Err(Error::TooLarge { size, max });
+                        }
+                    }
+                    Ok(text.to_owned())
+                }
                 Err(e) => Err(Error::unsupported(
                     BACKEND,
                     format!(
@@ -170,7 +230,7 @@ impl DsmqProducer {
 
 impl Producer for DsmqProducer {
     fn send_with(&mut self, payload: &[u8], options: &SendOptions, _wait: Wait) -> Result<Receipt> {
-        options.check(&capabilities(), BACKEND)?;
+        options.check(&self.target.capabilities(), BACKEND)?;
         let text = self.encode(payload)?;
         self.client
             .put(&self.target.topic, &text)
@@ -179,7 +239,7 @@ impl Producer for DsmqProducer {
     }
 
     fn flush(&mut self, level: Durability) -> Result<()> {
-        capabilities().check_flush(level)?;
+        self.target.capabilities().check_flush(level)?;
         if level >= Durability::Written {
             // The server handles a connection's frames in order: once a reply to a `get`
             // arrives, every earlier put of this connection is stored. The topic is one no
@@ -192,7 +252,7 @@ impl Producer for DsmqProducer {
     }
 
     fn capabilities(&self) -> Capabilities {
-        capabilities()
+        self.target.capabilities()
     }
 }
 
@@ -265,7 +325,7 @@ impl Consumer for DsmqConsumer {
     }
 
     fn capabilities(&self) -> Capabilities {
-        capabilities()
+        self.target.capabilities()
     }
 }
 
@@ -331,5 +391,41 @@ mod tests {
             Err(Error::Closed { reason, .. }) => assert!(reason.contains("1001"), "{reason}"),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// A payload whose put would exceed the server's frame limit is `TooLarge` before it
+    /// is sent: the server would close the connection (1009) and drop it, after `send`
+    /// had said Ok.
+    #[test]
+    fn a_payload_over_the_frame_limit_is_too_large_and_the_limit_itself_passes() {
+        let (_rt, _handle, port) = server();
+        for encoding in ["base64", "text"] {
+            let url = format!("dsmq://127.0.0.1:{port}/big?encoding={encoding}");
+            let mut rx = crate::open_consumer(&url).unwrap();
+            let mut tx = crate::open_producer(&url).unwrap();
+            let max = tx.capabilities().max_message_size.expect("a limit");
+            assert!(max > 700 << 10, "{encoding}: {max}");
+            match tx.try_send(&vec![b'x'; max + 1]) {
+                Err(Error::TooLarge { size, max: m }) => assert_eq!((size, m), (max + 1, max)),
+                other => panic!("{encoding}: {other:?}"),
+            }
+            tx.send(&vec![b'y'; max]).unwrap();
+            tx.flush(crate::Durability::Written).unwrap();
+            let got = rx.recv_timeout(std::time::Duration::from_secs(20)).unwrap();
+            assert_eq!(got.map(|m| m.payload.len()), Some(max), "{encoding}");
+        }
+        // Text that escapes grows on the wire: measured there, in JSON bytes.
+        let url = format!("dsmq://127.0.0.1:{port}/big");
+        let mut tx = crate::open_producer(&url).unwrap();
+        let max = tx.capabilities().max_message_size.unwrap();
+        let accents = "\u{e9}".repeat(max / 2);
+        match tx.try_send(accents.as_bytes()) {
+            Err(Error::TooLarge { size, max: m }) => assert_eq!((size, m), (6 * (max / 2), max)),
+            other => panic!("{other:?}"),
+        }
+        // The URL can name a server with another limit.
+        let small = crate::open_producer(&format!("{url}?max_message_bytes=1000")).unwrap();
+        let small_max = small.capabilities().max_message_size.unwrap();
+        assert!(small_max < 1000, "{small_max}");
     }
 }
