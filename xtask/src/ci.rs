@@ -25,6 +25,16 @@ fn steps() -> Vec<Step> {
         &["doc", "--workspace", "--all-features", "--no-deps"],
     );
     doc.command.env("RUSTDOCFLAGS", "-D warnings");
+    // shmq's loom models: a build of their own (`--cfg loom` swaps the atomics), in a target
+    // directory of their own so the normal build stays cached.
+    let mut loom = step(
+        "loom models (shmq)",
+        &["test", "--package", "shmq", "--lib", "--release"],
+    );
+    loom.command.env("RUSTFLAGS", "--cfg loom").env(
+        "CARGO_TARGET_DIR",
+        crate::workspace_root().join("target/loom"),
+    );
     vec![
         step("format", &["fmt", "--all", "--check"]),
         step(
@@ -67,6 +77,7 @@ fn steps() -> Vec<Step> {
             ],
         ),
         doc,
+        loom,
         step("conformance table", &["xtask", "conformance"]),
     ]
 }
