@@ -582,7 +582,6 @@ mod tests {
         assert!(wrong.unwrap().to_string().contains("not 2 of 8"));
     }
 
-    #[cfg(feature = "amqp")]
     #[cfg(feature = "shmq")]
     #[test]
     fn shmq_url_with_a_format_refuses_an_existing_queue_of_the_other() {
@@ -599,6 +598,7 @@ mod tests {
         assert!(unsaid.is_none(), "no format asked: any format is fine");
     }
 
+    #[cfg(feature = "amqp")]
     #[test]
     fn amqp_urls_are_checked_part_by_part() {
         assert_eq!(
