@@ -85,7 +85,7 @@
 //! - `mem` (default): the in-process backend.
 //! - `dmq`, `ddmq`, `dsmq`, `shmq`, `duraqueue`: the adapter of that crate.
 //! - `amqp`: the `amqp://` adapter (RabbitMQ through `lapin`, on its own tokio runtime).
-//! - `cli`: the `mq` command-line tool; it speaks every backend compiled in.
+//! - `cli`: the `mq` command-line tool; it turns on every backend, so it speaks every scheme.
 //! - `tokio`: [`AsyncProducer`] / [`AsyncConsumer`] and the [`Offload`] adapter.
 //! - `conformance`: the public conformance suite [`conformance`], for any backend.
 
