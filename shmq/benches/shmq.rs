@@ -243,6 +243,9 @@ fn ns(d: Duration) -> f64 {
     d.as_secs_f64() * 1e9
 }
 
+/// Reads one percentile of a [`Latency`].
+type Percentile = fn(&Latency) -> Duration;
+
 /// The three percentile rows of one latency case.
 fn latency_rows(
     what: &str,
@@ -251,7 +254,7 @@ fn latency_rows(
     floor: &Latency,
     original: Option<(&str, &Latency)>,
 ) -> [Row; 3] {
-    let pick: [(&str, fn(&Latency) -> Duration); 3] = [
+    let pick: [(&str, Percentile); 3] = [
         ("p50", |l| l.p50),
         ("p99", |l| l.p99),
         ("p99.9", |l| l.p999),
@@ -280,6 +283,11 @@ fn median_ns(runs: &RefCell<Vec<(u64, Duration)>>, samples: usize) -> Option<f64
         .collect();
     per.sort_by(f64::total_cmp);
     (!per.is_empty()).then(|| per[per.len() / 2])
+}
+
+/// A progress line on stderr, so a slow phase shows.
+fn progress(started: Instant, what: &str) {
+    eprintln!("[{:6.1} s] {what}", started.elapsed().as_secs_f64());
 }
 
 fn main() {
@@ -331,8 +339,11 @@ fn main() {
     for words in [8u32, 64] {
         let bytes = words * 8;
         let n = latency(words, false, Format::Native, rounds);
+        progress(started, &format!("format N, {bytes} B, spin"));
         let g = latency(words, false, Format::GoCompat, rounds);
+        progress(started, &format!("format G, {bytes} B, spin"));
         let goes = have_go.then(|| go_latency(words, rounds / 4));
+        progress(started, &format!("Go echo peer, {bytes} B"));
         let cb = if words == 8 {
             crossbeam_latency::<64>(rounds)
         } else {
@@ -421,7 +432,9 @@ fn main() {
             None,
         ));
 
+        progress(started, &format!("crossbeam-channel, {bytes} B"));
         let p = latency(words, true, Format::Native, park_rounds);
+        progress(started, &format!("format N, {bytes} B, park"));
         let mut rows = latency_rows(
             &format!("format N, {bytes} B, park"),
             &p,
@@ -489,6 +502,7 @@ fn main() {
         let bytes = words * 8;
         for slots in [1024u32, 65536] {
             let rate = streaming(words, slots, messages);
+            progress(started, &format!("streaming {bytes} B, {slots} slots"));
             let cb = if words == 8 {
                 crossbeam_streaming::<64>(slots, messages)
             } else {
@@ -500,7 +514,7 @@ fn main() {
                 cb / 1e6
             );
             let mut row = Row::new(
-                &format!("{bytes} B slots, {slots} slots, msgs/s"),
+                &format!("{bytes} B messages, {slots} slots"),
                 rate,
                 "msg/s",
                 Better::Higher,
