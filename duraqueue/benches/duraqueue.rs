@@ -10,7 +10,7 @@
 //! | `group_commit_16` | 16 threads calling `SharedWriter::offer_durable` | the raw floor; 16 threads offering through a `Mutex<DuraQueue>` |
 //! | `batch_256` | `offer_batch` of 256 × 64 B per commit | the raw floor, interleaved commit by commit |
 //! | `page_cache_64B` | `offer_unsynced` (no sync) | the same 160 B records written sequentially through a `BufWriter`, interleaved 4096 at a time |
-//! | `recovery_scan` | reopening a full 1 GiB ring (64 MiB in quick mode) of 160 B records (v1, v2) | reading the same file in 1 MiB chunks |
+//! | `recovery_scan` | reopening a full 1 GiB ring (32 MiB in quick mode) of 160 B records (v1, v2) | reading the same file in 1 MiB chunks |
 //! | `peek` | zero-copy `peek` of a resident record | copying the 64 bytes into a `Vec` |
 //!
 //! The floor runs interleaved with the crate's syncs, one floor operation before each
@@ -25,7 +25,7 @@
 //! report lists it as skipped and quotes its published figures in the targets' text.
 //!
 //! Environment:
-//! - `DURAQUEUE_BENCH_QUICK=1`: short warm-up and measurement and a 64 MiB recovery ring (a
+//! - `DURAQUEUE_BENCH_QUICK=1`: short warm-up and measurement and a 32 MiB recovery ring (a
 //!   smoke run of about 20 s).
 //! - `DURAQUEUE_BENCH_REPORT=PATH`: write the `mq_benchkit::Report` (JSON) there (`cargo
 //!   xtask bench` reads it and renders `docs/bench.md`).
@@ -67,7 +67,7 @@ struct Settings {
     warm_up: Duration,
     measurement: Duration,
     samples: usize,
-    /// Ring size of the recovery case: 1 GiB, 64 MiB in quick mode.
+    /// Ring size of the recovery case: 1 GiB, 32 MiB in quick mode.
     recovery_ring: u64,
 }
 
@@ -78,9 +78,9 @@ impl Settings {
             Settings {
                 quick,
                 warm_up: Duration::from_millis(200),
-                measurement: Duration::from_millis(800),
+                measurement: Duration::from_millis(600),
                 samples: 10,
-                recovery_ring: 64 << 20,
+                recovery_ring: 32 << 20,
             }
         } else {
             Settings {
@@ -920,7 +920,13 @@ fn recovery(c: &mut Criterion, settings: Settings, dir: &Path) -> Scenario {
         ("v2", dir.join("full-v2.queue"), Format::V2),
     ];
     let ring = settings.recovery_ring;
+    let filling = Instant::now();
     let counts: Vec<usize> = files.iter().map(|(_, p, f)| fill(p, *f, ring)).collect();
+    eprintln!(
+        "filled two rings of {} MiB in {:.1} s",
+        ring >> 20,
+        filling.elapsed().as_secs_f64()
+    );
     let mut chunk = vec![0u8; 1 << 20];
 
     let mut group = c.benchmark_group("recovery_scan");
@@ -1043,7 +1049,7 @@ fn recovery(c: &mut Criterion, settings: Settings, dir: &Path) -> Scenario {
             .to_owned(),
     );
     if settings.quick {
-        notes.push("Quick mode: a 64 MiB ring instead of 1 GiB.".to_owned());
+        notes.push("Quick mode: a 32 MiB ring instead of 1 GiB.".to_owned());
     }
     let rows: Vec<Line<'_>> = measures
         .iter()
@@ -1194,14 +1200,25 @@ fn main() {
             ),
         )
         .setting("files", "a temporary directory beside the target directory");
-    report.scenarios = vec![
-        durable_offer(&mut criterion, settings, dir.path()),
-        group_commit(&mut criterion, settings, dir.path()),
-        batch(&mut criterion, settings, dir.path()),
-        page_cache(&mut criterion, settings, dir.path()),
-        recovery(&mut criterion, settings, dir.path()),
-        peek(&mut criterion, settings, dir.path()),
+    type Case = fn(&mut Criterion, Settings, &Path) -> Scenario;
+    let cases: [Case; 6] = [
+        durable_offer,
+        group_commit,
+        batch,
+        page_cache,
+        recovery,
+        peek,
     ];
+    for case in cases {
+        let scenario = case(&mut criterion, settings, dir.path());
+        // A progress line on stderr, so a slow phase shows.
+        eprintln!(
+            "[{:6.1} s] {}",
+            started.elapsed().as_secs_f64(),
+            scenario.name
+        );
+        report.scenarios.push(scenario);
+    }
     criterion.final_summary();
     report.setting(
         "measuring took",
