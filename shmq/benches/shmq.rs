@@ -12,6 +12,8 @@
 //!   200,000 messages per streaming case; the full run: 200,000, 50,000 and 10 M).
 //! - `SHMQ_BENCH_REPORT=PATH`: write the `mq_benchkit::Report` (JSON) there; `cargo xtask
 //!   bench` reads it.
+//! - `SHMQ_BENCH_ROLE`, `SHMQ_A`, `SHMQ_B`, `SHMQ_N`, `SHMQ_PARK`: set by the bench for the
+//!   child processes it starts (the echo and producer peers); not for users.
 //!
 //! Run with `cargo bench -p shmq --bench shmq`. The Go rows need `go` and Debian's
 //! `golang-golang-x-sys-dev` (`cargo test -p shmq --test go_interop` installs both); without
