@@ -860,6 +860,42 @@ pub struct Reader {
     switches: u64,
 }
 
+/// Why `position` is not the end of a record of `file` (`None` when it is). Delimited
+/// framings: the byte before it is the delimiter. Frames: the chain of length fields from
+/// byte 0 reaches it exactly (one sequential read of the file up to `position`).
+fn off_boundary(framing: Framing, file: &File, position: u64) -> io::Result<Option<String>> {
+    if position == 0 {
+        return Ok(None);
+    }
+    if let Some(d) = framing.delimiter() {
+        let mut byte = [0u8; 1];
+        file.read_exact_at(&mut byte, position - 1)?;
+        return Ok((byte[0] != d).then(|| {
+            format!(
+                "byte {} is {:#04x}, not the {framing} delimiter",
+                position - 1,
+                byte[0]
+            )
+        }));
+    }
+    let mut reader = io::BufReader::with_capacity(64 * 1024, file);
+    let mut at = 0u64;
+    while at < position {
+        if position - at < 2 {
+            break;
+        }
+        let mut len = [0u8; 2];
+        reader.read_exact(&mut len)?;
+        let len = u64::from(u16::from_le_bytes(len));
+        if len < 2 {
+            return Ok(Some(format!("the frame at offset {at} has length {len}")));
+        }
+        reader.seek_relative(len as i64 - 2)?;
+        at += len;
+    }
+    Ok((at != position).then(|| format!("the frame chain from byte 0 passes it at {at}")))
+}
+
 impl Reader {
     fn new(q: Arc<Inner>) -> Result<Reader> {
         if q.framing == Framing::Raw {
@@ -885,13 +921,23 @@ impl Reader {
         if position > size {
             if rt == wt {
                 return Err(corrupt(format!(
-                    "position {position} is beyond the end of {} ({size} bytes), which writers still use (see Queue::repair)",
+                    "position at offset {OFF_POSITION} is {position}, beyond the end of {} ({size} bytes), which writers still use (see Queue::repair)",
                     q.paths[rt].display()
                 )));
             }
             // Truncated after the drained file's last commit: the switch was interrupted.
             position = 0;
             q.map.store_u64(OFF_POSITION, 0);
+        }
+        // A position is always the end of a record (or 0): one that is not (a damaged map)
+        // would deliver the tail of a record as a message.
+        if let Some(reason) =
+            off_boundary(q.framing, &files[rt], position).map_err(io_err("read", &q.paths[rt]))?
+        {
+            return Err(corrupt(format!(
+                "position at offset {OFF_POSITION} is {position}, not at a record boundary of {}: {reason} (see Queue::repair)",
+                q.paths[rt].display()
+            )));
         }
         // The stored readoffset is informative only (the original's openers reset it):
         // republish ours.
