@@ -1121,9 +1121,7 @@ impl Broker {
                     m = Some(msg);
                     break;
                 }
-                Err(_) if attempt + 1 < attempts => {
-                    std::thread::sleep(Duration::from_millis(10))
-                }
+                Err(_) if attempt + 1 < attempts => std::thread::sleep(Duration::from_millis(10)),
                 Err(_) => {}
             }
         }

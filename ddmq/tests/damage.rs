@@ -216,7 +216,12 @@ fn judge_message(built: &Built, damaged: &Path, bytes: &[u8], what: &str, counts
             );
         }
     }
-    let original = &built.messages.iter().find(|(r, _)| r == damaged).expect("a message").1;
+    let original = &built
+        .messages
+        .iter()
+        .find(|(r, _)| r == damaged)
+        .expect("a message")
+        .1;
     let delivered = got.iter().find(|(r, _)| r == damaged).map(|(_, m)| m);
     match (Message::decode(bytes), delivered) {
         (Err(_), None) => {
@@ -233,9 +238,15 @@ fn judge_message(built: &Built, damaged: &Path, bytes: &[u8], what: &str, counts
             );
             counts.rejected += 1;
         }
-        (Err(e), Some(m)) => panic!("{what}: a file that does not decode ({e}) was delivered: {m:?}"),
+        (Err(e), Some(m)) => {
+            panic!("{what}: a file that does not decode ({e}) was delivered: {m:?}")
+        }
         (Ok(decoded), Some(m)) => {
-            assert_eq!(content(m), content(&decoded), "{what}: delivered other bytes than the file's");
+            assert_eq!(
+                content(m),
+                content(&decoded),
+                "{what}: delivered other bytes than the file's"
+            );
             if content(m) == content(original) {
                 counts.intact += 1;
             } else {
@@ -256,7 +267,12 @@ fn every_bit_flip_of_a_message_file_is_set_aside_or_delivered_as_the_file_says()
     let watchdog = Watchdog::new();
     let mut counts = Counts::default();
     for (rel, _) in &built.messages {
-        let original = &built.files.iter().find(|(r, _)| r == rel).expect("a file").1;
+        let original = &built
+            .files
+            .iter()
+            .find(|(r, _)| r == rel)
+            .expect("a file")
+            .1;
         for offset in 0..original.len() {
             for bit in 0..8 {
                 let what = format!("bit {bit} of byte {offset} of {}", rel.display());
@@ -273,7 +289,10 @@ fn every_bit_flip_of_a_message_file_is_set_aside_or_delivered_as_the_file_says()
          {} accepted undetected (valid JSON with another value; no checksum)",
         counts.cases, counts.intact, counts.rejected, counts.undetected
     );
-    assert_eq!(counts.cases, counts.intact + counts.rejected + counts.undetected);
+    assert_eq!(
+        counts.cases,
+        counts.intact + counts.rejected + counts.undetected
+    );
     assert!(counts.rejected > counts.cases / 8, "{counts:?}");
 }
 
@@ -283,7 +302,12 @@ fn every_truncation_of_a_message_file_is_set_aside() {
     let watchdog = Watchdog::new();
     let mut counts = Counts::default();
     for (rel, _) in &built.messages {
-        let original = &built.files.iter().find(|(r, _)| r == rel).expect("a file").1;
+        let original = &built
+            .files
+            .iter()
+            .find(|(r, _)| r == rel)
+            .expect("a file")
+            .1;
         for len in 0..original.len() {
             let what = format!("{} truncated to {len} bytes", rel.display());
             watchdog.case(&what);
@@ -297,7 +321,10 @@ fn every_truncation_of_a_message_file_is_set_aside() {
         counts.rejected,
         counts.intact + counts.undetected
     );
-    assert_eq!(counts.rejected, counts.cases, "a torn message was accepted: {counts:?}");
+    assert_eq!(
+        counts.rejected, counts.cases,
+        "a torn message was accepted: {counts:?}"
+    );
 }
 
 /// Judges one damaged settings file.
@@ -324,7 +351,8 @@ fn judge_settings(built: &Built, damaged: &Path, what: &str, counts: &mut Counts
             assert_eq!(got.len(), built.messages.len(), "{what}: {got:?}");
             for (rel, m) in &built.messages {
                 assert!(
-                    got.iter().any(|(r, d)| r == rel && content(d) == content(m)),
+                    got.iter()
+                        .any(|(r, d)| r == rel && content(d) == content(m)),
                     "{what}: {} was not delivered intact: {got:?}",
                     rel.display()
                 );
