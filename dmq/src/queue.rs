@@ -792,13 +792,19 @@ impl Writer {
             match result {
                 Ok(n) if n == len => {}
                 Ok(n) => {
+                    // The disk filled inside the record: its first `n` bytes would merge
+                    // with the next record appended. Take them back if nothing followed.
+                    let left = match take_back(file, n as u64) {
+                        Ok(true) => "taken back".to_owned(),
+                        _ => format!("{n} bytes of it are left at the end of the file"),
+                    };
                     self.poisoned = true;
                     return Err(Error::Io {
                         op: "append",
                         path: path.clone(),
                         source: io::Error::new(
                             io::ErrorKind::WriteZero,
-                            format!("short write: {n} of {len} bytes"),
+                            format!("short write: {n} of {len} bytes ({left})"),
                         ),
                     });
                 }
@@ -815,6 +821,25 @@ impl Writer {
             return Ok(len);
         }
     }
+}
+
+/// Removes the last `n` bytes this handle appended to `file` if they are still the end of
+/// the file (no record was appended after them). Under the exclusive lock, so no writer
+/// appends and no reader checks the size meanwhile.
+fn take_back(file: &File, n: u64) -> io::Result<bool> {
+    use std::io::Seek;
+    // With O_APPEND the offset is the end of our own write.
+    let end = (&*file).stream_position()?;
+    file.lock()?;
+    let result = file.metadata().and_then(|m| {
+        if m.len() == end && end >= n {
+            file.set_len(end - n).map(|()| true)
+        } else {
+            Ok(false)
+        }
+    });
+    let _ = file.unlock();
+    result
 }
 
 const CHUNK: usize = 256 * 1024;
