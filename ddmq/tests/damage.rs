@@ -338,12 +338,18 @@ fn judge_settings(built: &Built, damaged: &Path, what: &str, counts: &mut Counts
         Err(e) => {
             let path = built.root().join(damaged);
             let named = match &e {
-                Error::Settings { path: p, .. } => *p == path,
+                // The file, and where in it: a line/offset, a byte index or the key.
+                Error::Settings { path: p, detail } => {
+                    *p == path
+                        && ["line", "offset", "index", "`"]
+                            .iter()
+                            .any(|w| detail.contains(w))
+                }
                 _ => false,
             };
             assert!(
                 named && e.to_string().contains(&path.display().to_string()),
-                "{what}: the error does not name the settings file: {e}"
+                "{what}: the error does not name the settings file and where: {e}"
             );
             counts.rejected += 1;
         }
