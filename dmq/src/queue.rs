@@ -946,7 +946,7 @@ impl Reader {
         if position > size {
             if rt == wt {
                 return Err(corrupt(format!(
-                    "position at offset {OFF_POSITION} is {position}, beyond the end of {} ({size} bytes), which writers still use (see Queue::repair)",
+                    "position {position} (at offset {OFF_POSITION}) is beyond the end of {} ({size} bytes), which writers still use (see Queue::repair)",
                     q.paths[rt].display()
                 )));
             }
@@ -960,7 +960,7 @@ impl Reader {
             off_boundary(q.framing, &files[rt], position).map_err(io_err("read", &q.paths[rt]))?
         {
             return Err(corrupt(format!(
-                "position at offset {OFF_POSITION} is {position}, not at a record boundary of {}: {reason} (see Queue::repair)",
+                "position {position} (at offset {OFF_POSITION}) is not at a record boundary of {}: {reason} (see Queue::repair)",
                 q.paths[rt].display()
             )));
         }
@@ -1546,6 +1546,9 @@ mod tests {
         ));
         let mut w = q.writer().unwrap();
         let err = w.send(b"x").unwrap_err();
-        assert!(err.to_string().contains("writetarget is 7"), "{err}");
+        assert!(
+            err.to_string().contains("writetarget at offset 4 is 7"),
+            "{err}"
+        );
     }
 }

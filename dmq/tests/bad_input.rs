@@ -147,7 +147,7 @@ fn cases() -> Vec<Case> {
                 std::fs::write(d.join("qmap"), map).expect("damage the map");
                 s(&["-q", &q, "-r", "--nowait"])
             },
-            expect: Expect::Error(&["qmap", "position at offset 24"]),
+            expect: Expect::Error(&["qmap", "position 4 (at offset 24)"]),
             unprivileged: false,
         },
     ]
