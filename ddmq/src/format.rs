@@ -641,7 +641,7 @@ pub fn decode_settings(bytes: &[u8]) -> Result<SettingsFile, FormatError> {
             Ok(out)
         }
         other => Err(bad(format!(
-            "expected a mapping of settings, found {other:?}"
+            "the document (offset 0) is {other:?}, expected a mapping of settings"
         ))),
     }
 }
