@@ -301,7 +301,7 @@ fn flip_sweep(framing: Framing) {
     let watchdog = Watchdog::new();
     let mut counts = Counts::default();
     let paths = built.paths();
-    for file in 0..3 {
+    for (file, path) in paths.iter().enumerate() {
         let offsets: Vec<usize> = if file == 2 {
             map_offsets(&built.files[2])
         } else {
@@ -311,13 +311,13 @@ fn flip_sweep(framing: Framing) {
             for bit in 0..8 {
                 let what = format!(
                     "{framing}: bit {bit} of byte {offset} of {}",
-                    paths[file].display()
+                    path.display()
                 );
                 watchdog.case(&what);
                 built.restore();
                 let mut damaged = built.files[file].clone();
                 damaged[offset] ^= 1 << bit;
-                std::fs::write(&paths[file], &damaged).expect("damage");
+                std::fs::write(path, &damaged).expect("damage");
                 let (got, error) = read_all(&built);
                 counts.cases += 1;
                 if let Some(error) = &error {
@@ -448,15 +448,15 @@ fn truncation_sweep(framing: Framing) {
     let paths = built.paths();
     let mut counts = Counts::default();
     let position = built.spans[CONSUMED].1.start;
-    for file in 0..2 {
+    for (file, path) in paths.iter().enumerate().take(2) {
         for len in 0..built.files[file].len() {
             let what = format!(
                 "{framing}: {} truncated to {len} bytes",
-                paths[file].display()
+                path.display()
             );
             watchdog.case(&what);
             built.restore();
-            std::fs::write(&paths[file], &built.files[file][..len]).expect("truncate");
+            std::fs::write(path, &built.files[file][..len]).expect("truncate");
             let (got, error) = read_all(&built);
             counts.cases += 1;
             if let Some(error) = &error {
