@@ -450,10 +450,7 @@ fn truncation_sweep(framing: Framing) {
     let position = built.spans[CONSUMED].1.start;
     for (file, path) in paths.iter().enumerate().take(2) {
         for len in 0..built.files[file].len() {
-            let what = format!(
-                "{framing}: {} truncated to {len} bytes",
-                path.display()
-            );
+            let what = format!("{framing}: {} truncated to {len} bytes", path.display());
             watchdog.case(&what);
             built.restore();
             std::fs::write(path, &built.files[file][..len]).expect("truncate");
