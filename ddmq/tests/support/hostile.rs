@@ -64,7 +64,7 @@ pub(crate) fn run_with(
 ) -> Run {
     let mut cmd;
     if unprivileged && euid_is_root() {
-        let copy = reachable_copy(bin);
+        let copy = reachable_copy(bin, dir);
         cmd = Command::new(copy);
         cmd.uid(NOBODY).gid(NOBODY);
     } else {
@@ -120,9 +120,10 @@ pub(crate) fn run_with(
     }
 }
 
-/// A copy of `bin` in a directory every user may enter (the build directory may not be).
-fn reachable_copy(bin: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hostile-bin-{}", std::process::id()));
+/// A copy of `bin` in `dir/.bin`, which every user may enter (the build directory may not
+/// be); it goes with the test's temporary directory.
+fn reachable_copy(bin: &str, dir: &Path) -> PathBuf {
+    let dir = dir.join(".bin");
     std::fs::create_dir_all(&dir).expect("a directory for the binary");
     chmod(&dir, 0o755);
     let name = Path::new(bin).file_name().expect("a binary name");
