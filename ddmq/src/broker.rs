@@ -1099,7 +1099,14 @@ impl Broker {
             }));
         }
         let mut m = None;
-        for attempt in 0..4 {
+        // Retries wait for a Python publisher filling the file in place; an old file is not
+        // being filled: one reading decides.
+        let attempts = if fs::metadata(&path).is_ok_and(|meta| age(&meta) >= YOUNG) {
+            1
+        } else {
+            4
+        };
+        for attempt in 0..attempts {
             let bytes = match read_small(&path) {
                 Ok(b) => b,
                 Err(e) if not_found(&e) => return Ok(None),
@@ -1114,7 +1121,7 @@ impl Broker {
                     m = Some(msg);
                     break;
                 }
-                Err(_) if attempt < 3 => std::thread::sleep(Duration::from_millis(10)),
+                Err(_) if attempt + 1 < attempts => std::thread::sleep(Duration::from_millis(10)),
                 Err(_) => {}
             }
         }

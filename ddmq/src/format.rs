@@ -611,8 +611,23 @@ pub fn decode_settings(bytes: &[u8]) -> Result<SettingsFile, FormatError> {
     if text.trim().is_empty() {
         return Ok(SettingsFile::new());
     }
-    let value: yaml_serde::Value =
-        yaml_serde::from_str(text).map_err(|e| bad(format!("not YAML: {e}")))?;
+    let value: yaml_serde::Value = yaml_serde::from_str(text).map_err(|e| {
+        // Name where: the parser's message alone does not always say.
+        let at = e.location().map_or(String::new(), |l| {
+            format!(
+                " (at offset {}, line {} column {})",
+                l.index(),
+                l.line(),
+                l.column()
+            )
+        });
+        let text = e.to_string();
+        if text.contains(" at line ") || at.is_empty() {
+            bad(format!("not YAML: {text}"))
+        } else {
+            bad(format!("not YAML: {text}{at}"))
+        }
+    })?;
     match value {
         yaml_serde::Value::Null => Ok(SettingsFile::new()),
         yaml_serde::Value::Mapping(map) => {
@@ -626,7 +641,7 @@ pub fn decode_settings(bytes: &[u8]) -> Result<SettingsFile, FormatError> {
             Ok(out)
         }
         other => Err(bad(format!(
-            "expected a mapping of settings, found {other:?}"
+            "the document (offset 0) is {other:?}, expected a mapping of settings"
         ))),
     }
 }

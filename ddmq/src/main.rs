@@ -541,9 +541,9 @@ fn publish(a: &PublishArgs) -> Out {
         if !a.force {
             return Err(queue_missing(broker.root(), &a.queue));
         }
-        broker.create_queue(&a.queue).map_err(|_| {
+        broker.create_queue(&a.queue).map_err(|e| {
             fatal(format!(
-                "Unable to write to the specified queue directory ({}).",
+                "Unable to write to the specified queue directory ({}): {e}",
                 a.root.join(&a.queue).display()
             ))
         })?;
@@ -575,8 +575,9 @@ fn publish(a: &PublishArgs) -> Out {
     let m = broker
         .publish(&a.queue, a.message.as_str(), &o)
         .map_err(|e| match e {
-            ddmq::Error::Io { .. } => fatal(format!(
-                "Unable to write to the specified queue directory ({}).",
+            // The original's words, then why (a full disk, a permission).
+            e @ ddmq::Error::Io { .. } => fatal(format!(
+                "Unable to write to the specified queue directory ({}): {e}",
                 a.root.join(&a.queue).display()
             )),
             e => err(e),
@@ -597,19 +598,21 @@ fn consume(a: &ConsumeArgs) -> Out {
     }
     let broker = open(&a.root, a.force)?;
     let o = ddmq::ConsumeOptions::default().skip_cleaning(a.skip_cleaning);
-    let unable = || {
+    let unable = |why: String| {
         fatal(format!(
-            "Unable to read/write to the specified queue directory ({}).",
+            "Unable to read/write to the specified queue directory ({}).{why}",
             a.root.join(&a.queue).display()
         ))
     };
     if !format::valid_queue_name(&a.queue) {
-        return Err(unable());
+        return Err(unable(String::new()));
     }
     let got = broker
         .consume_with(&a.queue, a.n.unwrap_or(1).max(1), &o)
         .map_err(|e| match e {
-            ddmq::Error::QueueMissing { .. } | ddmq::Error::Io { .. } => unable(),
+            ddmq::Error::QueueMissing { .. } => unable(String::new()),
+            // The original's words, then why (a permission, a full disk).
+            e @ ddmq::Error::Io { .. } => unable(format!(" {e}")),
             e => err(e),
         })?;
     if got.is_empty() {

@@ -245,7 +245,14 @@ pub fn check_target(field: &str, value: i32) -> Result<i32, String> {
     if value == 0 || value == 1 {
         Ok(value)
     } else {
-        Err(format!("{field} is {value}, expected 0 or 1"))
+        let offset = if field == "writetarget" {
+            OFF_WRITETARGET
+        } else {
+            OFF_READTARGET
+        };
+        Err(format!(
+            "{field} at offset {offset} is {value}, expected 0 or 1"
+        ))
     }
 }
 
@@ -402,7 +409,7 @@ mod tests {
         bad[4] = 2;
         assert_eq!(
             MapImage::decode(&bad).unwrap_err(),
-            "writetarget is 2, expected 0 or 1"
+            "writetarget at offset 4 is 2, expected 0 or 1"
         );
         let mut bad = good.clone();
         bad[12] = 9;

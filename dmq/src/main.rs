@@ -42,10 +42,11 @@ struct Cli {
     /// Basepath of the queue: the files are BASE0, BASE1 and BASEmap.
     #[arg(short = 'q', value_name = "BASE", default_value = "q")]
     base: PathBuf,
-    /// Framing of a queue this command creates (an existing queue keeps its own).
-    #[arg(short = 'm', value_name = "MODE", default_value = "newlines",
+    /// Framing of a queue this command creates (default newlines); for an existing queue,
+    /// the framing it must have (another one is an error).
+    #[arg(short = 'm', value_name = "MODE",
           value_parser = ["nulls", "newlines", "frames", "raw"])]
-    mode: String,
+    mode: Option<String>,
     /// Stop after COUNT messages (reader) or send COUNT messages (writer).
     #[arg(short = 'n', value_name = "COUNT")]
     count: Option<u64>,
@@ -81,6 +82,19 @@ fn main() -> ExitCode {
         eprintln!("Error, no -r or -w option");
         return ExitCode::from(2);
     }
+    // clap's `requires` does not see a missing flag (its default counts as given): check.
+    for (given, flag, needs) in [
+        (cli.nowait, "--nowait", cli.read),
+        (cli.print, "--print", cli.read),
+        (cli.hex, "--hex", cli.read),
+        (cli.input.is_some(), "-", cli.write),
+    ] {
+        if given && !needs {
+            let action = if flag == "-" { "-w" } else { "-r" };
+            eprintln!("Error, {flag} is only valid with {action}");
+            return ExitCode::from(2);
+        }
+    }
     if cli.input.as_deref().is_some_and(|i| i != "-") {
         eprintln!("Error, unknown option");
         eprintln!("the only argument -w takes is `-` (standard input)");
@@ -100,8 +114,18 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         print!("{}", MapInfo::load(&cli.base)?);
         return Ok(());
     }
-    let framing: Framing = cli.mode.parse()?;
-    let queue = Queue::open(&cli.base, Some(framing))?;
+    let framing: Option<Framing> = cli.mode.as_deref().map(str::parse).transpose()?;
+    let queue = Queue::open(&cli.base, framing)?;
+    if let Some(asked) = framing
+        && queue.framing() != asked
+    {
+        return Err(format!(
+            "{}: the queue's framing (mode at offset 12) is {}, not {asked} as -m asks",
+            queue.paths()[2].display(),
+            queue.framing()
+        )
+        .into());
+    }
     if cli.read {
         read(cli, &queue)
     } else {

@@ -792,13 +792,19 @@ impl Writer {
             match result {
                 Ok(n) if n == len => {}
                 Ok(n) => {
+                    // The disk filled inside the record: its first `n` bytes would merge
+                    // with the next record appended. Take them back if nothing followed.
+                    let left = match take_back(file, n as u64) {
+                        Ok(true) => "taken back".to_owned(),
+                        _ => format!("{n} bytes of it are left at the end of the file"),
+                    };
                     self.poisoned = true;
                     return Err(Error::Io {
                         op: "append",
                         path: path.clone(),
                         source: io::Error::new(
                             io::ErrorKind::WriteZero,
-                            format!("short write: {n} of {len} bytes"),
+                            format!("short write: {n} of {len} bytes ({left})"),
                         ),
                     });
                 }
@@ -815,6 +821,25 @@ impl Writer {
             return Ok(len);
         }
     }
+}
+
+/// Removes the last `n` bytes this handle appended to `file` if they are still the end of
+/// the file (no record was appended after them). Under the exclusive lock, so no writer
+/// appends and no reader checks the size meanwhile.
+fn take_back(file: &File, n: u64) -> io::Result<bool> {
+    use std::io::Seek;
+    // With O_APPEND the offset is the end of our own write.
+    let end = (&*file).stream_position()?;
+    file.lock()?;
+    let result = file.metadata().and_then(|m| {
+        if m.len() == end && end >= n {
+            file.set_len(end - n).map(|()| true)
+        } else {
+            Ok(false)
+        }
+    });
+    let _ = file.unlock();
+    result
 }
 
 const CHUNK: usize = 256 * 1024;
@@ -860,6 +885,42 @@ pub struct Reader {
     switches: u64,
 }
 
+/// Why `position` is not the end of a record of `file` (`None` when it is). Delimited
+/// framings: the byte before it is the delimiter. Frames: the chain of length fields from
+/// byte 0 reaches it exactly (one sequential read of the file up to `position`).
+fn off_boundary(framing: Framing, file: &File, position: u64) -> io::Result<Option<String>> {
+    if position == 0 {
+        return Ok(None);
+    }
+    if let Some(d) = framing.delimiter() {
+        let mut byte = [0u8; 1];
+        file.read_exact_at(&mut byte, position - 1)?;
+        return Ok((byte[0] != d).then(|| {
+            format!(
+                "byte {} is {:#04x}, not the {framing} delimiter",
+                position - 1,
+                byte[0]
+            )
+        }));
+    }
+    let mut reader = io::BufReader::with_capacity(64 * 1024, file);
+    let mut at = 0u64;
+    while at < position {
+        if position - at < 2 {
+            break;
+        }
+        let mut len = [0u8; 2];
+        reader.read_exact(&mut len)?;
+        let len = u64::from(u16::from_le_bytes(len));
+        if len < 2 {
+            return Ok(Some(format!("the frame at offset {at} has length {len}")));
+        }
+        reader.seek_relative(len as i64 - 2)?;
+        at += len;
+    }
+    Ok((at != position).then(|| format!("the frame chain from byte 0 passes it at {at}")))
+}
+
 impl Reader {
     fn new(q: Arc<Inner>) -> Result<Reader> {
         if q.framing == Framing::Raw {
@@ -885,13 +946,23 @@ impl Reader {
         if position > size {
             if rt == wt {
                 return Err(corrupt(format!(
-                    "position {position} is beyond the end of {} ({size} bytes), which writers still use (see Queue::repair)",
+                    "position {position} (at offset {OFF_POSITION}) is beyond the end of {} ({size} bytes), which writers still use (see Queue::repair)",
                     q.paths[rt].display()
                 )));
             }
             // Truncated after the drained file's last commit: the switch was interrupted.
             position = 0;
             q.map.store_u64(OFF_POSITION, 0);
+        }
+        // A position is always the end of a record (or 0): one that is not (a damaged map)
+        // would deliver the tail of a record as a message.
+        if let Some(reason) =
+            off_boundary(q.framing, &files[rt], position).map_err(io_err("read", &q.paths[rt]))?
+        {
+            return Err(corrupt(format!(
+                "position {position} (at offset {OFF_POSITION}) is not at a record boundary of {}: {reason} (see Queue::repair)",
+                q.paths[rt].display()
+            )));
         }
         // The stored readoffset is informative only (the original's openers reset it):
         // republish ours.
@@ -1475,6 +1546,9 @@ mod tests {
         ));
         let mut w = q.writer().unwrap();
         let err = w.send(b"x").unwrap_err();
-        assert!(err.to_string().contains("writetarget is 7"), "{err}");
+        assert!(
+            err.to_string().contains("writetarget at offset 4 is 7"),
+            "{err}"
+        );
     }
 }

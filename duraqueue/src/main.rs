@@ -114,7 +114,13 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
                 FormatArg::V1 => Format::V1,
                 FormatArg::V2 => Format::V2,
             };
-            DuraQueue::open_with(&path, &OpenOptions::new(size).format(format))?.close()?;
+            if let Err(e) = DuraQueue::open_with(&path, &OpenOptions::new(size).format(format))
+                .and_then(DuraQueue::close)
+            {
+                // The file did not exist: leave nothing half-made behind (a full disk).
+                let _ = std::fs::remove_file(&path);
+                return Err(e.into());
+            }
             writeln!(out, "created {} ({size} bytes, {format:?})", path.display())?;
         }
         Command::Info { path, json } => {

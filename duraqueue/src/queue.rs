@@ -278,11 +278,20 @@ impl DuraQueue {
             .len();
         if len == 0 && options.create {
             check_size(options.size, options.format)?;
-            initialize(&path, &file, options.size, options.format)?;
+            if let Err(e) = initialize(&path, &file, options.size, options.format) {
+                // An empty file is re-initialized by the next create; a half-made one
+                // would pass for a queue.
+                let _ = file.set_len(0);
+                return Err(e);
+            }
             len = file
                 .metadata()
                 .map_err(io_error("stat the queue file"))?
                 .len();
+        } else if !options.reader && len > 0 {
+            // A writer stores through the mapping: a hole it meets on a full disk would be
+            // SIGBUS. The C original's files are sparse; reserve their blocks now.
+            reserve(&file, len).map_err(io_error("reserve the queue file's disk space"))?;
         }
         let (format, ring_offset, n, superblock) = detect(&path, &file, len)?;
         if options.size != 0 && options.size != n {
@@ -1105,6 +1114,12 @@ impl Drop for Txn<'_> {
     }
 }
 
+/// Allocates every block of the file's first `len` bytes (extending it to `len`).
+fn reserve(file: &File, len: u64) -> io::Result<()> {
+    let len = i64::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    nix::fcntl::posix_fallocate(file, 0, len).map_err(io::Error::from)
+}
+
 /// Creates the file's initial contents and makes them durable, with the directory entry.
 fn initialize(path: &Path, file: &File, size: u64, format: Format) -> Result<()> {
     let io_error = |op: &'static str| {
@@ -1112,13 +1127,14 @@ fn initialize(path: &Path, file: &File, size: u64, format: Format) -> Result<()>
         move |source: io::Error| Error::Io { path, op, source }
     };
     match format {
-        // N + 1 bytes, sparse: the original writes one zero byte at offset N.
-        Format::V1 => file
-            .set_len(size + 1)
-            .map_err(io_error("size the queue file"))?,
+        // N + 1 bytes (the original's files are sparse; ours are allocated, so that a full
+        // disk is this error, never a SIGBUS on a store through the mapping).
+        Format::V1 => {
+            reserve(file, size + 1).map_err(io_error("reserve the queue file's disk space"))?
+        }
         Format::V2 => {
-            file.set_len(SUPERBLOCK_SIZE + size)
-                .map_err(io_error("size the queue file"))?;
+            reserve(file, SUPERBLOCK_SIZE + size)
+                .map_err(io_error("reserve the queue file's disk space"))?;
             for generation in [0, 1] {
                 let sb = Superblock {
                     page_size: SUPERBLOCK_SIZE as u32,
