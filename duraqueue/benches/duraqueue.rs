@@ -263,7 +263,7 @@ fn make_room(queue: &mut DuraQueue, bytes: u64) {
 const CHUNK_RECORDS: u64 = RING / 2 / RECORD;
 
 /// The floor: 160 B written at an advancing offset of a file created like a v1 queue file
-/// (sparse, ring + 1 bytes), then `fdatasync`.
+/// (allocated, ring + 1 bytes), then `fdatasync`.
 struct Floor {
     file: File,
     pos: u64,
@@ -279,6 +279,9 @@ impl Floor {
             .open(dir.join(name))
             .expect("create the floor file");
         file.set_len(RING + 1).expect("size the floor file");
+        // A queue file is allocated when it is created; the floor's file must be too, or its
+        // writes would pay for block allocation that the queue's do not.
+        nix::fcntl::posix_fallocate(&file, 0, (RING + 1) as i64).expect("allocate the floor file");
         file.sync_all().expect("sync the floor file");
         let mut record = [0u8; RECORD as usize];
         record[32..32 + ITEM].copy_from_slice(&item(7));
@@ -506,8 +509,8 @@ fn durable_offer(c: &mut Criterion, settings: Settings, dir: &Path) -> Scenario 
     let notes = [
         "One producer, one sync per item, every call timed. Each offer is preceded by one \
          floor operation (160 B `pwrite` at the next offset of a plain file + `fdatasync`), \
-         timed apart: floor and crate meet the disk in the same state. Both files start \
-         sparse (ring + 1 bytes) and are written from offset 0 on. A 64 B item's record is \
+         timed apart: floor and crate meet the disk in the same state. Both files are \
+         allocated (ring + 1 bytes) and are written from offset 0 on. A 64 B item's record is \
          160 B, so the floor writes 160 B (the same page as 64 B would)."
             .to_owned(),
         format!(
