@@ -36,7 +36,8 @@ enum Command {
     /// Run every backend through the conformance suite and print the backend × case table.
     Conformance(conformance::Args),
     /// Run the whole test gate: fmt check, clippy -D warnings, all tests with all features,
-    /// the feature-off clippy and tests, docs with warnings denied, and the conformance table.
+    /// the quick benches, the feature-off clippy and tests, docs with warnings denied, and the
+    /// conformance table.
     Ci,
     /// Run the long crash sweeps: kill -9 of writer processes at random points, many rounds.
     Crash(crash::Args),
