@@ -464,7 +464,10 @@ fn machine() -> Vec<(String, String)> {
     let fs = filesystem_of(&std::env::temp_dir()).unwrap_or_else(|| "unknown".to_owned());
     vec![
         ("CPU".into(), model),
-        ("cores".into(), format!("{cpus} (available to this process)")),
+        (
+            "cores".into(),
+            format!("{cpus} (available to this process)"),
+        ),
         ("RAM".into(), memory),
         ("kernel".into(), kernel),
         ("temp dir file system".into(), fs),
@@ -602,7 +605,10 @@ mod tests {
         }
         match read_report(Path::new("/nonexistent/x.json"), Path::new("/")) {
             Outcome::NotRun(reason) => {
-                assert!(reason.contains("wrote no report to nonexistent/x.json"), "{reason}")
+                assert!(
+                    reason.contains("wrote no report to nonexistent/x.json"),
+                    "{reason}"
+                )
             }
             other => panic!("a missing report: {other:?}"),
         }

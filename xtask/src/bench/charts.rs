@@ -67,7 +67,11 @@ pub(crate) fn all(reports: &[&Report]) -> Vec<(String, String)> {
         BANDWIDTH,
         "Throughput: bytes per second",
         "MB/s (log scale; higher is better)",
-        unit_bars(reports, |unit| byte_rate_unit(unit).map(|b| b / 1e6), "MB/s"),
+        unit_bars(
+            reports,
+            |unit| byte_rate_unit(unit).map(|b| b / 1e6),
+            "MB/s",
+        ),
     );
     charts
 }
@@ -156,10 +160,12 @@ pub(crate) fn bar_chart(title: &str, axis: &str, bars: &[Bar]) -> Option<String>
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 18))
             .margin(10)
+            .margin_right(36)
             .x_label_area_size(40)
             .y_label_area_size((longest as u32 * 6 + 16).min(520))
-            .build_cartesian_2d((lo..hi).log_scale(), (0..n).into_segmented())
+            .build_cartesian_2d((lo..hi).log_scale(), (0..n - 1).into_segmented())
             .ok()?;
+        // A discrete i32 range includes its end: `0..n - 1` is n segments.
         let label_of = |value: &SegmentValue<i32>| match value {
             // Segment 0 is at the bottom: the first bar goes in the top segment.
             SegmentValue::CenterOf(i) => labels
@@ -194,13 +200,14 @@ pub(crate) fn bar_chart(title: &str, axis: &str, bars: &[Bar]) -> Option<String>
                 rectangle
             }))
             .ok()?;
-        let value_style = TextStyle::from(("sans-serif", 11).into_font())
-            .pos(Pos::new(HPos::Left, VPos::Center));
+        let value_style =
+            TextStyle::from(("sans-serif", 11).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
         chart
             .draw_series(bars.iter().enumerate().map(|(i, bar)| {
+                // Just past the bar's end (SVG drops leading spaces).
                 Text::new(
-                    format!(" {}", bar.text),
-                    (bar.value, SegmentValue::CenterOf(n - 1 - i as i32)),
+                    bar.text.clone(),
+                    (bar.value * 1.06, SegmentValue::CenterOf(n - 1 - i as i32)),
                     value_style.clone(),
                 )
             }))
@@ -309,7 +316,10 @@ mod tests {
         assert!(svg.contains("sans-serif"), "{svg}");
         assert!(svg.contains("floors: pwrite + fdatasync of 64 B"), "{svg}");
         // Markup in a label is escaped, so the SVG stays well-formed.
-        assert!(svg.contains("durable send &lt;64 B&gt; &amp; more"), "{svg}");
+        assert!(
+            svg.contains("durable send &lt;64 B&gt; &amp; more"),
+            "{svg}"
+        );
         assert!(svg.contains("Throughput"), "{svg}");
         assert!(svg.contains("1.20 k ops/s"), "{svg}");
         assert!(svg.contains("per second (log scale)"), "{svg}");

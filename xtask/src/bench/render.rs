@@ -112,7 +112,10 @@ pub(crate) fn render(runs: &[BenchRun], info: &RunInfo, chart_dir: &str) -> Rend
             "| backend | measure | figure | better | figure ÷ floor | figure ÷ original or peer | \
              target | result |"
         );
-        let _ = writeln!(out, "| --- | --- | ---: | :---: | ---: | ---: | --- | --- |");
+        let _ = writeln!(
+            out,
+            "| --- | --- | ---: | :---: | ---: | ---: | --- | --- |"
+        );
         for (backend, row) in &headline {
             let _ = writeln!(
                 out,
@@ -174,7 +177,11 @@ pub(crate) fn render(runs: &[BenchRun], info: &RunInfo, chart_dir: &str) -> Rend
             settings(&mut out, floors);
         }
         None => {
-            let _ = writeln!(out, "The floors bench did not run ({}).", status_of(runs, "floors"));
+            let _ = writeln!(
+                out,
+                "The floors bench did not run ({}).",
+                status_of(runs, "floors")
+            );
         }
     }
 
@@ -548,8 +555,14 @@ mod tests {
     #[test]
     fn the_header_describes_the_run_and_the_machine() {
         let md = rendered().markdown;
-        assert!(md.starts_with("# Benchmarks: which queue for my job\n"), "{md}");
-        assert!(md.contains("| command | `cargo xtask bench --quick` |"), "{md}");
+        assert!(
+            md.starts_with("# Benchmarks: which queue for my job\n"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| command | `cargo xtask bench --quick` |"),
+            "{md}"
+        );
         assert!(md.contains("| date | 2026-12-07 03:00 UTC |"), "{md}");
         assert!(md.contains("| commit | `abc1234` |"), "{md}");
         assert!(md.contains("| CPU | Some CPU @ 2.0GHz |"), "{md}");
@@ -585,7 +598,8 @@ mod tests {
     #[test]
     fn the_floors_table_lists_every_floor_with_its_unit_and_direction() {
         let md = rendered().markdown;
-        let floors = &md[md.find("## The machine's floors").unwrap()..md.find("## Charts").unwrap()];
+        let floors =
+            &md[md.find("## The machine's floors").unwrap()..md.find("## Charts").unwrap()];
         assert!(
             floors.contains("| cache-line hand-off, one-way p50 | 80.0 ns | ↓ lower |"),
             "{floors}"
@@ -595,17 +609,25 @@ mod tests {
             "{floors}"
         );
         assert!(
-            floors.contains("| buffered sequential write (page cache), median | 1.85 GB/s | ↑ higher |"),
+            floors.contains(
+                "| buffered sequential write (page cache), median | 1.85 GB/s | ↑ higher |"
+            ),
             "{floors}"
         );
-        assert!(floors.contains("FLOORS_BENCH_QUICK=1 cargo bench -p floors"), "{floors}");
+        assert!(
+            floors.contains("FLOORS_BENCH_QUICK=1 cargo bench -p floors"),
+            "{floors}"
+        );
     }
 
     #[test]
     fn each_backend_has_its_scenarios_notes_and_skipped_list() {
         let md = rendered().markdown;
         let ddmq = &md[md.find("## ddmq:").unwrap()..];
-        assert!(ddmq.contains("### Consume latency (`consume_latency`)"), "{ddmq}");
+        assert!(
+            ddmq.contains("### Consume latency (`consume_latency`)"),
+            "{ddmq}"
+        );
         assert!(
             ddmq.contains(
                 "| consume, backlog 100,000, p50 | 2.50 ms | ↓ lower | 120 µs (rename floor) | 20.8× | — | — | ≤ 10 ms | pass |"
@@ -614,7 +636,9 @@ mod tests {
         );
         assert!(ddmq.contains("- 5000 messages, one consumer"), "{ddmq}");
         assert!(
-            ddmq.contains("Skipped:\n\n- Python ddmq 0.9.14 \\| consume: not installed (pip failed)"),
+            ddmq.contains(
+                "Skipped:\n\n- Python ddmq 0.9.14 \\| consume: not installed (pip failed)"
+            ),
             "{ddmq}"
         );
         let shmq = &md[md.find("## shmq:").unwrap()..md.find("## ddmq:").unwrap()];
@@ -627,14 +651,19 @@ mod tests {
         let md = rendered().markdown;
         let not_run = &md[md.find("## Not run").unwrap()..];
         assert!(
-            not_run.contains("- **duraqueue**: not run: the bench wrote no report to target/bench/duraqueue.json"),
+            not_run.contains(
+                "- **duraqueue**: not run: the bench wrote no report to target/bench/duraqueue.json"
+            ),
             "{not_run}"
         );
         assert!(
             not_run.contains("- **dsmq**: failed: cargo bench exited with exit status: 101 (log: `target/bench/dsmq.log`)"),
             "{not_run}"
         );
-        assert!(not_run.contains("- not selected by `--only`: peers"), "{not_run}");
+        assert!(
+            not_run.contains("- not selected by `--only`: peers"),
+            "{not_run}"
+        );
     }
 
     #[test]
@@ -643,7 +672,12 @@ mod tests {
         let names: Vec<&str> = rendered.charts.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             names,
-            [charts::RATIO, charts::LATENCY, charts::RATE, charts::BANDWIDTH]
+            [
+                charts::RATIO,
+                charts::LATENCY,
+                charts::RATE,
+                charts::BANDWIDTH
+            ]
         );
         for name in names {
             assert!(
@@ -660,7 +694,10 @@ mod tests {
         assert!(rendered.charts.is_empty());
         let md = rendered.markdown;
         assert!(md.contains("No backend reported a headline figure"), "{md}");
-        assert!(md.contains("The floors bench did not run (not run: no bench target)."), "{md}");
+        assert!(
+            md.contains("The floors bench did not run (not run: no bench target)."),
+            "{md}"
+        );
         assert!(md.contains("No figures to chart in this run."), "{md}");
     }
 
