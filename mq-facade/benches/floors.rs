@@ -144,7 +144,7 @@ fn wait_for(cell: &AtomicU64, value: u64, stop: &AtomicBool) -> bool {
             if stop.load(Ordering::Relaxed) {
                 return false;
             }
-            if spins >= 1 << 14 {
+            if spins >= 1 << 10 {
                 thread::yield_now();
             }
         } else {
@@ -194,7 +194,7 @@ fn handoff(budget: Duration) -> Scenario {
     ));
     scenario.notes.push(format!(
         "one-way = round trip ÷ 2, {} round trips each timed with one clock read; the \
-         threads spin, then yield after 16k spins (on a busy machine the tail is the \
+         threads spin, then yield after 1k spins (on a busy machine the tail is the \
          scheduler's)",
         samples.len()
     ));
@@ -356,12 +356,9 @@ fn websocket(budget: Duration) -> Result<Scenario> {
             }
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
         });
-        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(
-            format!("ws://{address}/"),
-            None,
-            true,
-        )
-        .await?;
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async_with_config(format!("ws://{address}/"), None, true)
+                .await?;
         for _ in 0..100 {
             round_trip(&mut ws).await?;
         }
