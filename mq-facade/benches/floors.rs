@@ -140,7 +140,7 @@ fn wait_for(cell: &AtomicU64, value: u64, stop: &AtomicBool) -> bool {
             return true;
         }
         spins = spins.wrapping_add(1);
-        if spins % 256 == 0 {
+        if spins.is_multiple_of(256) {
             if stop.load(Ordering::Relaxed) {
                 return false;
             }
