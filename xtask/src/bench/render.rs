@@ -89,7 +89,8 @@ pub(crate) fn render(runs: &[BenchRun], info: &RunInfo, chart_dir: &str) -> Rend
     let _ = writeln!(
         out,
         "The headline figures of every backend (the ones to choose by), each with its floor and \
-         its original or peer measured in the same run. Details per backend below.\n"
+         its original or peer measured in the same run. Details per backend below, where \
+         these rows are marked ★.\n"
     );
     let headline: Vec<(&str, &Row)> = reports
         .iter()
@@ -250,7 +251,13 @@ pub(crate) fn render(runs: &[BenchRun], info: &RunInfo, chart_dir: &str) -> Rend
 }
 
 fn backend_section(out: &mut String, run: &BenchRun, report: &Report) {
-    let _ = writeln!(out, "\n## {}: {}\n", report.backend, escape(&report.title));
+    // Titles usually start with the backend's id already (`dmq: …`).
+    let title = if report.title.starts_with(&format!("{}:", report.backend)) {
+        report.title.clone()
+    } else {
+        format!("{}: {}", report.backend, report.title)
+    };
+    let _ = writeln!(out, "\n## {}\n", escape(&title));
     let _ = writeln!(
         out,
         "`{}`{}, {:.0} s.",
@@ -641,7 +648,7 @@ mod tests {
             ),
             "{ddmq}"
         );
-        let shmq = &md[md.find("## shmq:").unwrap()..md.find("## ddmq:").unwrap()];
+        let shmq = &md[md.find("## shmq: System V").unwrap()..md.find("## ddmq:").unwrap()];
         assert!(shmq.contains("| one-way latency p50, spin ★ |"), "{shmq}");
         assert!(shmq.contains("Settings: slots: 256; words: 8."), "{shmq}");
     }
