@@ -1,279 +1,451 @@
-//! `cargo xtask bench`: run the duraqueue benchmark, render `docs/bench.md`, print the tables.
+//! `cargo xtask bench`: run every bench of the workspace, render `docs/bench.md` and its charts.
 //!
-//! The bench binary (`duraqueue/benches/duraqueue.rs`) measures every scenario against its
-//! baseline in the same run and writes a JSON summary (figures, baselines, ratios, targets,
-//! pass/miss) to the path in `DURAQUEUE_BENCH_REPORT`; this command only runs it, adds the
-//! machine and the command, and formats the report.
+//! Each bench binary measures its subject and, in the same run, the baselines it is judged
+//! against (the machine's floor, the original or a peer) and writes one `mq_benchkit::Report`
+//! as JSON to the path in its `<PREFIX>_BENCH_REPORT` variable. This command runs them one
+//! after the other (their output goes to `target/bench/<id>.log`), adds the machine, the
+//! commit and the date, and renders the Markdown report and its SVG charts. A bench that does
+//! not exist yet, or writes no report, is shown as not run with the reason; a bench that fails
+//! is reported with its log and makes the command exit non-zero, after the others have run.
 
-use std::fmt::Write as _;
+mod charts;
+mod render;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
-use std::time::Instant;
+use std::process::{Command, ExitCode, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use serde_json::Value;
+use indicatif::{ProgressBar, ProgressStyle};
+use mq_benchkit::Report;
 
 use crate::{cargo, workspace_root};
+
+/// One bench of the workspace: its id (as `--only` names it and as its report's `backend`),
+/// where it lives and the prefix of its environment variables.
+#[derive(Debug)]
+pub(crate) struct Bench {
+    pub(crate) id: &'static str,
+    package: &'static str,
+    target: &'static str,
+    /// `--features` of the `cargo bench` command, comma-separated; empty for none.
+    features: &'static str,
+    prefix: &'static str,
+}
+
+/// Every bench, in the order they run (the floors first: the report opens with them).
+pub(crate) const BENCHES: &[Bench] = &[
+    Bench {
+        id: "floors",
+        package: "mq-facade",
+        target: "floors",
+        features: "",
+        prefix: "FLOORS",
+    },
+    Bench {
+        id: "shmq",
+        package: "shmq",
+        target: "shmq",
+        features: "",
+        prefix: "SHMQ",
+    },
+    Bench {
+        id: "duraqueue",
+        package: "duraqueue",
+        target: "duraqueue",
+        features: "",
+        prefix: "DURAQUEUE",
+    },
+    Bench {
+        id: "dmq",
+        package: "dmq",
+        target: "dmq",
+        features: "",
+        prefix: "DMQ",
+    },
+    Bench {
+        id: "ddmq",
+        package: "ddmq",
+        target: "ddmq",
+        features: "",
+        prefix: "DDMQ",
+    },
+    Bench {
+        id: "dsmq",
+        package: "dsmq",
+        target: "dsmq",
+        features: "",
+        prefix: "DSMQ",
+    },
+    Bench {
+        id: "amqp",
+        package: "mq-facade",
+        target: "amqp",
+        features: "amqp",
+        prefix: "AMQP",
+    },
+    Bench {
+        id: "facade",
+        package: "mq-facade",
+        target: "facade",
+        features: "mem,duraqueue,dmq,ddmq,dsmq,shmq,amqp",
+        prefix: "FACADE",
+    },
+    Bench {
+        id: "peers",
+        package: "mq-facade",
+        target: "peers",
+        features: "amqp",
+        prefix: "PEERS",
+    },
+];
 
 /// Options of `cargo xtask bench`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
-    /// Short warm-up and measurement (`DURAQUEUE_BENCH_QUICK=1`, about 20 s of measuring
-    /// instead of about 1 min): a smoke run, the figures are indicative only.
+    /// Short runs (`<PREFIX>_BENCH_QUICK=1`, about 20 s of measuring per bench): a smoke run
+    /// for CI, the figures are indicative only.
     #[arg(long)]
     quick: bool,
-    /// Where to write the report (default: `docs/bench.md` in the workspace).
+    /// Run only these benches (comma-separated: floors, shmq, duraqueue, dmq, ddmq, dsmq,
+    /// amqp, facade, peers).
+    #[arg(long, value_name = "NAME[,NAME]", value_delimiter = ',')]
+    only: Vec<String>,
+    /// Where to write the Markdown report (default: `docs/bench.md` in the workspace); the
+    /// charts go to the directory beside it named after its stem (`docs/bench/*.svg`).
     #[arg(long, value_name = "PATH")]
     output: Option<PathBuf>,
 }
 
+/// What became of one bench.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// It ran and wrote its report.
+    Ran(Box<Report>),
+    /// It could not run here, or wrote no report (not a failure of this command).
+    NotRun(String),
+    /// It failed: the reason and the log (relative to the workspace).
+    Failed { reason: String, log: String },
+}
+
+/// One bench of this run.
+#[derive(Debug)]
+pub(crate) struct BenchRun {
+    pub(crate) id: String,
+    /// The command that ran it, with its variables.
+    pub(crate) command: String,
+    pub(crate) seconds: f64,
+    pub(crate) outcome: Outcome,
+}
+
+/// The benches `--only` names, in table order; an unknown name is an error naming the ids.
+fn select(only: &[String]) -> Result<Vec<&'static Bench>> {
+    let only: Vec<&str> = only
+        .iter()
+        .map(|name| name.trim())
+        .filter(|n| !n.is_empty())
+        .collect();
+    for name in &only {
+        if !BENCHES.iter().any(|bench| bench.id == *name) {
+            let ids: Vec<&str> = BENCHES.iter().map(|bench| bench.id).collect();
+            bail!(
+                "--only: no bench named `{name}` (the benches are {})",
+                ids.join(", ")
+            );
+        }
+    }
+    Ok(BENCHES
+        .iter()
+        .filter(|bench| only.is_empty() || only.contains(&bench.id))
+        .collect())
+}
+
 pub(crate) fn run(args: &Args) -> Result<ExitCode> {
     let root = workspace_root();
+    let selected = select(&args.only)?;
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .map_or_else(|| root.join("target"), |dir| root.join(dir));
-    std::fs::create_dir_all(&target_dir)
-        .with_context(|| format!("cannot create {}", target_dir.display()))?;
-    let report_path = target_dir.join("duraqueue-bench.json");
-    let _ = std::fs::remove_file(&report_path);
-
-    let bench_args = ["bench", "-p", "duraqueue", "--bench", "duraqueue"];
-    let mut command = cargo();
-    command
-        .args(bench_args)
-        .env("DURAQUEUE_BENCH_REPORT", &report_path)
-        // Criterion's progress goes to our stderr: stdout carries only the tables.
-        .stdout(Stdio::from(std::io::stderr()));
-    if args.quick {
-        command.env("DURAQUEUE_BENCH_QUICK", "1");
-    } else {
-        command.env_remove("DURAQUEUE_BENCH_QUICK");
-    }
-    let inner_command = format!(
-        "{}DURAQUEUE_BENCH_REPORT={} cargo {}",
-        if args.quick {
-            "DURAQUEUE_BENCH_QUICK=1 "
-        } else {
-            ""
-        },
-        display_relative(&report_path, &root),
-        bench_args.join(" ")
-    );
-    eprintln!("xtask: {inner_command}");
+    let bench_dir = target_dir.join("bench");
+    std::fs::create_dir_all(&bench_dir)
+        .with_context(|| format!("cannot create {}", bench_dir.display()))?;
+    let targets = bench_targets().context("cannot list the bench targets (cargo metadata)")?;
 
     let load_before = load_average();
     let started = Instant::now();
-    let status = command.status().context("cannot run cargo bench")?;
-    let wall = started.elapsed().as_secs_f64();
-    let load_after = load_average();
-    if !status.success() {
-        bail!("the benchmark failed ({status})");
-    }
-    let json = std::fs::read_to_string(&report_path).with_context(|| {
-        format!(
-            "the benchmark wrote no summary to {} (was it filtered?)",
-            report_path.display()
+    let bar = ProgressBar::new(selected.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:20} {pos}/{len} benches  {wide_msg}",
         )
-    })?;
-    let summary: Value = serde_json::from_str(&json)
-        .with_context(|| format!("cannot parse {}", report_path.display()))?;
+        .expect("a valid template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let mut runs = Vec::new();
+    for bench in &selected {
+        let run = run_one(bench, args.quick, &bench_dir, &root, &targets, &bar)?;
+        let line = match &run.outcome {
+            Outcome::Ran(_) => format!("{}: done in {:.0} s", run.id, run.seconds),
+            Outcome::NotRun(reason) => format!("{}: not run: {reason}", run.id),
+            Outcome::Failed { reason, log } => {
+                format!(
+                    "{}: FAILED ({reason}); last lines of {log}:\n{}",
+                    run.id,
+                    tail(&root.join(log), 25)
+                )
+            }
+        };
+        bar.suspend(|| eprintln!("xtask bench: {line}"));
+        bar.inc(1);
+        runs.push(run);
+    }
+    bar.finish_and_clear();
+    let wall = started.elapsed().as_secs_f64();
 
-    let run = RunInfo {
-        command: format!(
-            "cargo xtask bench{}",
-            if args.quick { " --quick" } else { "" }
-        ),
-        inner_command,
-        wall_seconds: wall,
-        load: format!("{load_before} before, {load_after} after"),
+    let mut command = String::from("cargo xtask bench");
+    if args.quick {
+        command.push_str(" --quick");
+    }
+    if !args.only.is_empty() {
+        command.push_str(&format!(" --only {}", args.only.join(",")));
+    }
+    let output = match &args.output {
+        Some(path) if path.is_relative() => std::env::current_dir()?.join(path),
+        Some(path) => path.clone(),
+        None => root.join("docs").join("bench.md"),
     };
-    let report = render(&summary, &run)?;
-    let output = args
-        .output
-        .clone()
-        .unwrap_or_else(|| root.join("docs").join("bench.md"));
-    if let Some(dir) = output.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    if let Some(path) = &args.output {
+        command.push_str(&format!(" --output {}", path.display()));
     }
-    std::fs::write(&output, &report)
+    let info = render::RunInfo {
+        command,
+        quick: args.quick,
+        date: command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"])
+            .unwrap_or_else(|| "unknown".into()),
+        commit: git_commit().unwrap_or_else(|| "unknown".into()),
+        machine: machine(),
+        load: format!("{load_before} before, {} after", load_average()),
+        wall_seconds: wall,
+        not_selected: BENCHES
+            .iter()
+            .filter(|bench| !selected.iter().any(|s| s.id == bench.id))
+            .map(|bench| bench.id.to_string())
+            .collect(),
+    };
+    let stem = output
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("bench")
+        .to_owned();
+    let rendered = render::render(&runs, &info, &stem);
+    let dir = output.parent().unwrap_or(Path::new("."));
+    let chart_dir = dir.join(&stem);
+    std::fs::create_dir_all(&chart_dir)
+        .with_context(|| format!("cannot create {}", chart_dir.display()))?;
+    // Charts with no data this run are not drawn: no stale one may stay behind.
+    for name in charts::NAMES {
+        let _ = std::fs::remove_file(chart_dir.join(name));
+    }
+    for (name, svg) in &rendered.charts {
+        let path = chart_dir.join(name);
+        std::fs::write(&path, svg).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    std::fs::write(&output, &rendered.markdown)
         .with_context(|| format!("cannot write {}", output.display()))?;
-    print!("{report}");
-    eprintln!("xtask: wrote {}", output.display());
-    Ok(ExitCode::SUCCESS)
+
+    println!("bench                result");
+    for run in &runs {
+        let result = match &run.outcome {
+            Outcome::Ran(report) => format!(
+                "ran ({:.0} s, {} scenarios)",
+                run.seconds,
+                report.scenarios.len()
+            ),
+            Outcome::NotRun(reason) => format!("not run: {reason}"),
+            Outcome::Failed { reason, log } => format!("FAILED: {reason} (log: {log})"),
+        };
+        println!("{:<20} {result}", run.id);
+    }
+    println!(
+        "wrote {} and {} chart(s) in {} ({wall:.0} s)",
+        display_relative(&output, &root),
+        rendered.charts.len(),
+        display_relative(&chart_dir, &root)
+    );
+    let failed = runs
+        .iter()
+        .filter(|run| matches!(run.outcome, Outcome::Failed { .. }))
+        .count();
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("xtask bench: {failed} bench(es) failed");
+        ExitCode::FAILURE
+    })
 }
 
-/// How this run was made.
-struct RunInfo {
-    command: String,
-    inner_command: String,
-    wall_seconds: f64,
-    load: String,
+/// Runs one bench, its output to `target/bench/<id>.log`, and reads its report.
+fn run_one(
+    bench: &Bench,
+    quick: bool,
+    bench_dir: &Path,
+    root: &Path,
+    targets: &[(String, String)],
+    bar: &ProgressBar,
+) -> Result<BenchRun> {
+    let report_path = bench_dir.join(format!("{}.json", bench.id));
+    let log_path = bench_dir.join(format!("{}.log", bench.id));
+    let _ = std::fs::remove_file(&report_path);
+    let mut cargo_args = vec!["bench", "-p", bench.package, "--bench", bench.target];
+    if !bench.features.is_empty() {
+        cargo_args.extend(["--features", bench.features]);
+    }
+    let report_var = format!("{}_BENCH_REPORT", bench.prefix);
+    let quick_var = format!("{}_BENCH_QUICK", bench.prefix);
+    let command = format!(
+        "{}{report_var}={} cargo {}",
+        if quick {
+            format!("{quick_var}=1 ")
+        } else {
+            String::new()
+        },
+        display_relative(&report_path, root),
+        cargo_args.join(" ")
+    );
+    let mut run = BenchRun {
+        id: bench.id.to_owned(),
+        command,
+        seconds: 0.0,
+        outcome: Outcome::NotRun(String::new()),
+    };
+    if !targets
+        .iter()
+        .any(|(package, target)| package == bench.package && target == bench.target)
+    {
+        run.outcome = Outcome::NotRun(format!(
+            "package `{}` has no bench target `{}` yet",
+            bench.package, bench.target
+        ));
+        return Ok(run);
+    }
+
+    let log = std::fs::File::create(&log_path)
+        .with_context(|| format!("cannot create {}", log_path.display()))?;
+    let mut child = cargo();
+    child
+        .args(&cargo_args)
+        .env(&report_var, &report_path)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().context("cannot share the log file")?)
+        .stderr(log);
+    if quick {
+        child.env(&quick_var, "1");
+    } else {
+        child.env_remove(&quick_var);
+    }
+    let started = Instant::now();
+    let mut child = child
+        .spawn()
+        .with_context(|| format!("cannot start `{}`", run.command))?;
+    let status: ExitStatus = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        bar.set_message(format!(
+            "{}: {:.0} s  (cargo {}; log in {})",
+            bench.id,
+            started.elapsed().as_secs_f64(),
+            cargo_args.join(" "),
+            display_relative(&log_path, root)
+        ));
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    run.seconds = started.elapsed().as_secs_f64();
+    let log = display_relative(&log_path, root);
+    run.outcome = if status.success() {
+        read_report(&report_path, root)
+    } else {
+        Outcome::Failed {
+            reason: format!("cargo bench exited with {status}"),
+            log,
+        }
+    };
+    Ok(run)
 }
 
-/// The whole Markdown report.
-fn render(summary: &Value, run: &RunInfo) -> Result<String> {
-    let scenarios = summary["scenarios"]
-        .as_array()
-        .context("the summary has no `scenarios` array")?;
-    let temp_dir = summary["temp_dir"].as_str().unwrap_or("");
-    let mut out = String::new();
-    let _ = writeln!(out, "# duraqueue benchmark\n");
-    let _ = writeln!(
-        out,
-        "Generated by `{}`; do not edit, run it again. Targets from \
-         `shared/specs/duraqueue.md` §5.5; every baseline is measured in the same run, \
-         ratio = figure ÷ baseline (for rates, above 1 is faster; for latencies, below 1 \
-         is faster).\n",
-        run.command
-    );
-    if summary["quick"].as_bool() == Some(true) {
-        let _ = writeln!(
-            out,
-            "**Quick run**: short warm-up and measurement; the figures are indicative only.\n"
-        );
+/// The report a bench wrote, or why it is not there (as a not-run reason).
+fn read_report(path: &Path, root: &Path) -> Outcome {
+    let shown = display_relative(path, root);
+    match std::fs::read_to_string(path) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Outcome::NotRun(format!(
+            "the bench wrote no report to {shown} (it does not write the mq-benchkit report yet)"
+        )),
+        Err(error) => Outcome::NotRun(format!("cannot read {shown}: {error}")),
+        Ok(text) => parse_report(&text, &shown),
     }
-    let _ = writeln!(out, "| | |\n| --- | --- |");
-    let _ = writeln!(out, "| command | `{}` |", run.command);
-    let _ = writeln!(out, "| runs | `{}` |", run.inner_command);
-    let settings = &summary["settings"];
-    let _ = writeln!(
-        out,
-        "| criterion | {} samples per function, {} s warm-up, {} s measurement; a {} MiB ring; \
-         {} B items ({} B records) |",
-        settings["sample_size"],
-        settings["warm_up_s"],
-        settings["measurement_s"],
-        summary["ring_bytes"].as_u64().unwrap_or(0) >> 20,
-        summary["item_bytes"],
-        summary["record_bytes"]
-    );
-    for (key, value) in machine(temp_dir) {
-        let _ = writeln!(out, "| {key} | {value} |");
-    }
-    let _ = writeln!(out, "| load average | {} |", run.load);
-    let _ = writeln!(
-        out,
-        "| duration | {:.0} s in all, {:.0} s of benchmark |",
-        run.wall_seconds,
-        summary["elapsed_s"].as_f64().unwrap_or(0.0)
-    );
+}
 
-    let mut met = 0;
-    let mut judged = 0;
-    let mut summary_rows = String::new();
-    for scenario in scenarios {
-        for row in scenario["rows"].as_array().into_iter().flatten() {
-            let Some(pass) = row["pass"].as_bool() else {
-                continue;
-            };
-            judged += 1;
-            met += usize::from(pass);
-            let _ = writeln!(
-                summary_rows,
-                "| `{}` | {} | {} | {} | {} |",
-                scenario["name"].as_str().unwrap_or("?"),
-                cell(&row["measure"]),
-                format_value(&row["value"], row["unit"].as_str().unwrap_or("")),
-                cell(&row["target"]),
-                verdict(&row["pass"])
-            );
-        }
+/// A report's text parsed, or a not-run reason naming the file and what is wrong.
+fn parse_report(text: &str, shown: &str) -> Outcome {
+    match Report::from_json(text) {
+        Ok(report) => Outcome::Ran(Box::new(report)),
+        Err(error) => Outcome::NotRun(format!(
+            "{shown} is not an mq-benchkit report ({error}); the bench still writes an older \
+             format"
+        )),
     }
-    let _ = writeln!(out, "\n## Summary: {met} of {judged} targets met\n");
-    let _ = writeln!(out, "| scenario | measure | figure | target | result |");
-    let _ = writeln!(out, "| --- | --- | ---: | --- | --- |");
-    out.push_str(&summary_rows);
+}
 
-    for scenario in scenarios {
-        let _ = writeln!(
-            out,
-            "\n## `{}`: {}\n",
-            scenario["name"].as_str().unwrap_or("?"),
-            scenario["title"].as_str().unwrap_or("")
-        );
-        let _ = writeln!(
-            out,
-            "| measure | figure | baseline | baseline figure | ratio | target | result |"
-        );
-        let _ = writeln!(out, "| --- | ---: | --- | ---: | ---: | --- | --- |");
-        for row in scenario["rows"].as_array().into_iter().flatten() {
-            let unit = row["unit"].as_str().unwrap_or("");
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | {} | {} | {} |",
-                cell(&row["measure"]),
-                format_value(&row["value"], unit),
-                cell(&row["baseline"]),
-                format_value(&row["baseline_value"], unit),
-                row["ratio"]
-                    .as_f64()
-                    .map_or_else(|| "—".to_owned(), format_ratio),
-                cell(&row["target"]),
-                verdict(&row["pass"])
-            );
-        }
-        let notes: Vec<&str> = scenario["notes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
-        if !notes.is_empty() {
-            out.push('\n');
-            for note in notes {
-                let _ = writeln!(out, "- {note}");
+/// Every `(package, bench target)` of the workspace, from `cargo metadata`.
+fn bench_targets() -> Result<Vec<(String, String)>> {
+    let output = cargo()
+        .args(["metadata", "--no-deps", "--format-version", "1"])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cannot run cargo metadata")?;
+    if !output.status.success() {
+        bail!("cargo metadata failed ({})", output.status);
+    }
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).context("cargo metadata printed no JSON")?;
+    let mut targets = Vec::new();
+    for package in metadata["packages"].as_array().into_iter().flatten() {
+        let name = package["name"].as_str().unwrap_or_default();
+        for target in package["targets"].as_array().into_iter().flatten() {
+            let is_bench = target["kind"]
+                .as_array()
+                .is_some_and(|kinds| kinds.iter().any(|k| k == "bench"));
+            if is_bench {
+                targets.push((
+                    name.to_owned(),
+                    target["name"].as_str().unwrap_or_default().to_owned(),
+                ));
             }
         }
     }
-    Ok(out)
+    Ok(targets)
 }
 
-/// A string cell, with pipes escaped.
-fn cell(value: &Value) -> String {
-    value.as_str().unwrap_or("—").replace('|', "\\|")
+/// The last `lines` lines of a file.
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..]
+        .iter()
+        .map(|line| format!("    {line}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
-fn verdict(pass: &Value) -> &'static str {
-    match pass.as_bool() {
-        Some(true) => "pass",
-        Some(false) => "**miss**",
-        None => "—",
-    }
-}
-
-fn format_ratio(ratio: f64) -> String {
-    if ratio >= 10.0 {
-        format!("{ratio:.1}×")
-    } else {
-        format!("{ratio:.2}×")
-    }
-}
-
-/// A figure with its unit, scaled for reading.
-fn format_value(value: &Value, unit: &str) -> String {
-    let Some(v) = value.as_f64() else {
-        return "—".to_owned();
-    };
-    match unit {
-        "items/s" if v >= 1e6 => format!("{:.2} M/s", v / 1e6),
-        "items/s" if v >= 1e3 => format!("{:.1} k/s", v / 1e3),
-        "items/s" => format!("{v:.0} /s"),
-        "µs" if v >= 1000.0 => format!("{:.2} ms", v / 1000.0),
-        "µs" => format!("{v:.1} µs"),
-        "ns" => format!("{v:.1} ns"),
-        "B/s" => format!("{:.2} GB/s", v / 1e9),
-        other => format!("{v:.3} {other}"),
-    }
-}
-
-/// The machine, as `(what, value)` lines: CPUs, memory, kernel, the temp dir's filesystem.
-fn machine(temp_dir: &str) -> Vec<(&'static str, String)> {
+/// The machine, as `(what, value)` lines: CPU, cores, memory, kernel, the temp dir's file
+/// system.
+fn machine() -> Vec<(String, String)> {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
         .find_map(|l| l.strip_prefix("model name"))
         .map(|l| l.trim_start_matches([' ', '\t', ':']).trim().to_owned())
-        .unwrap_or_else(|| "unknown CPU".to_owned());
+        .unwrap_or_else(|| "unknown".to_owned());
     let cpus = std::thread::available_parallelism().map_or(0, usize::from);
     let memory = std::fs::read_to_string("/proc/meminfo")
         .ok()
@@ -282,37 +454,27 @@ fn machine(temp_dir: &str) -> Vec<(&'static str, String)> {
                 .find_map(|l| l.strip_prefix("MemTotal:"))
                 .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
         })
-        .map_or_else(String::new, |kib| {
-            format!(", {:.1} GiB RAM", kib as f64 / (1 << 20) as f64)
-        });
-    let kernel = std::fs::read_to_string("/proc/version")
-        .map(|v| v.trim().to_owned())
+        .map_or_else(
+            || "unknown".to_owned(),
+            |kib| format!("{:.1} GiB", kib as f64 / (1 << 20) as f64),
+        );
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|v| format!("Linux {}", v.trim()))
         .unwrap_or_else(|_| "unknown".to_owned());
-    let mut lines = vec![
-        ("machine", format!("{cpus} CPUs (nproc), {model}{memory}")),
-        ("kernel", format!("`{kernel}`")),
-    ];
-    if !temp_dir.is_empty() {
-        let fs = filesystem_of(Path::new(temp_dir)).unwrap_or_else(|| "unknown".to_owned());
-        // Relative to the workspace: the report names no path of the machine it ran on.
-        let shown = Path::new(temp_dir)
-            .strip_prefix(crate::workspace_root())
-            .map_or_else(
-                |_| "a temporary directory".to_owned(),
-                |p| format!("`{}`", p.display()),
-            );
-        lines.push(("temp dir", format!("{shown} (removed), on {fs}")));
-    }
-    if let Some(commit) = git_commit() {
-        lines.push(("commit", commit));
-    }
-    if let Some(date) = command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]) {
-        lines.push(("date", date));
-    }
-    lines
+    let fs = filesystem_of(&std::env::temp_dir()).unwrap_or_else(|| "unknown".to_owned());
+    vec![
+        ("CPU".into(), model),
+        (
+            "cores".into(),
+            format!("{cpus} (available to this process)"),
+        ),
+        ("RAM".into(), memory),
+        ("kernel".into(), kernel),
+        ("temp dir file system".into(), fs),
+    ]
 }
 
-/// The filesystem holding `path`: the mount in `/proc/self/mountinfo` with the longest
+/// The file system holding `path`: the mount in `/proc/self/mountinfo` with the longest
 /// mount point that is a prefix of it.
 fn filesystem_of(path: &Path) -> Option<String> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
@@ -337,7 +499,7 @@ fn filesystem_of(path: &Path) -> Option<String> {
         if best.as_ref().is_none_or(|(d, _)| depth >= *d) {
             best = Some((
                 depth,
-                format!("{fs_type} ({source} mounted at `{mount_point}`, {options})"),
+                format!("{fs_type} (`{source}` mounted at `{mount_point}`, {options})"),
             ));
         }
     }
@@ -378,6 +540,7 @@ fn command_output(program: &str, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
+/// A path relative to the workspace: the report names no path of the machine it ran on.
 fn display_relative(path: &Path, root: &Path) -> String {
     path.strip_prefix(root)
         .unwrap_or(path)
@@ -390,54 +553,75 @@ mod tests {
     use super::*;
 
     #[test]
-    fn values_are_scaled_for_reading() {
-        let v = |x: f64| Value::from(x);
-        assert_eq!(format_value(&v(10_612.0), "items/s"), "10.6 k/s");
-        assert_eq!(format_value(&v(1_234_567.0), "items/s"), "1.23 M/s");
-        assert_eq!(format_value(&v(87.25), "µs"), "87.2 µs");
-        assert_eq!(format_value(&v(5413.0), "µs"), "5.41 ms");
-        assert_eq!(format_value(&v(1.5e9), "B/s"), "1.50 GB/s");
-        assert_eq!(format_value(&Value::Null, "ns"), "—");
-        assert_eq!(format_ratio(0.9049), "0.90×");
-        assert_eq!(format_ratio(64.87), "64.9×");
+    fn only_selects_in_table_order_and_names_unknown_benches() {
+        let ids = |only: &[&str]| {
+            let only: Vec<String> = only.iter().map(|s| s.to_string()).collect();
+            select(&only).map(|benches| benches.iter().map(|b| b.id).collect::<Vec<_>>())
+        };
+        assert_eq!(ids(&[]).unwrap().len(), BENCHES.len());
+        assert_eq!(
+            ids(&["duraqueue", "floors"]).unwrap(),
+            vec!["floors", "duraqueue"]
+        );
+        let error = ids(&["floors", "redis"]).unwrap_err().to_string();
+        assert!(error.contains("no bench named `redis`"), "{error}");
+        assert!(error.contains("floors, shmq, duraqueue"), "{error}");
     }
 
     #[test]
-    fn a_report_has_a_summary_and_one_table_per_scenario() {
-        let summary = serde_json::json!({
-            "quick": true,
-            "settings": {"warm_up_s": 0.2, "measurement_s": 0.8, "sample_size": 10},
-            "ring_bytes": 67_108_864u64, "item_bytes": 64, "record_bytes": 160,
-            "temp_dir": "", "elapsed_s": 20.0,
-            "scenarios": [{
-                "name": "peek", "title": "Zero-copy peek",
-                "rows": [{
-                    "measure": "peek", "value": 2.5, "unit": "ns",
-                    "baseline": "copy", "baseline_value": 12.5, "ratio": 0.2,
-                    "target": "≤ 100 ns", "pass": true
-                }, {
-                    "measure": "info | row", "value": null, "unit": "ns",
-                    "baseline": "copy", "baseline_value": 12.5, "ratio": null,
-                    "target": "—", "pass": null
-                }],
-                "notes": ["a note"]
-            }]
-        });
-        let run = RunInfo {
-            command: "cargo xtask bench --quick".to_owned(),
-            inner_command: "cargo bench".to_owned(),
-            wall_seconds: 30.0,
-            load: "0 0 0".to_owned(),
-        };
-        let text = render(&summary, &run).expect("render");
-        assert!(text.contains("## Summary: 1 of 1 targets met"), "{text}");
-        assert!(
-            text.contains("| `peek` | peek | 2.5 ns | ≤ 100 ns | pass |"),
-            "{text}"
+    fn the_table_follows_the_contract() {
+        for bench in BENCHES {
+            // The prefix is the id in capitals; the features exist in the package.
+            assert_eq!(bench.prefix, bench.id.to_uppercase(), "{bench:?}");
+        }
+        let ids: Vec<&str> = BENCHES.iter().map(|b| b.id).collect();
+        assert_eq!(
+            ids,
+            [
+                "floors",
+                "shmq",
+                "duraqueue",
+                "dmq",
+                "ddmq",
+                "dsmq",
+                "amqp",
+                "facade",
+                "peers"
+            ]
         );
-        assert!(text.contains("| peek | 2.5 ns | copy | 12.5 ns | 0.20× | ≤ 100 ns | pass |"));
-        assert!(text.contains("| info \\| row | — | copy | 12.5 ns | — | — | — |"));
-        assert!(text.contains("- a note"));
-        assert!(text.contains("**Quick run**"));
+    }
+
+    #[test]
+    fn a_report_in_another_format_is_not_run_with_the_reason() {
+        let legacy = include_str!("../tests/fixtures/legacy-duraqueue.json");
+        match parse_report(legacy, "target/bench/duraqueue.json") {
+            Outcome::NotRun(reason) => {
+                assert!(reason.contains("target/bench/duraqueue.json"), "{reason}");
+                assert!(reason.contains("not an mq-benchkit report"), "{reason}");
+                // serde_json names where the text stops matching the schema.
+                assert!(reason.contains("line 3 column 14"), "{reason}");
+            }
+            other => panic!("a legacy report parsed: {other:?}"),
+        }
+        match read_report(Path::new("/nonexistent/x.json"), Path::new("/")) {
+            Outcome::NotRun(reason) => {
+                assert!(
+                    reason.contains("wrote no report to nonexistent/x.json"),
+                    "{reason}"
+                )
+            }
+            other => panic!("a missing report: {other:?}"),
+        }
+        let floors = include_str!("../tests/fixtures/floors.json");
+        assert!(matches!(
+            parse_report(floors, "floors.json"),
+            Outcome::Ran(report) if report.backend == "floors"
+        ));
+    }
+
+    #[test]
+    fn the_file_system_of_root_is_found() {
+        let fs = filesystem_of(Path::new("/")).expect("/ is mounted");
+        assert!(fs.contains("mounted at `/`"), "{fs}");
     }
 }

@@ -53,6 +53,18 @@ fn steps() -> Vec<Step> {
             "tests, all features",
             &["test", "--workspace", "--all-features", "--no-fail-fast"],
         ),
+        // Every bench in its quick mode, so none rots; the report goes under target/, never
+        // over the committed docs/bench.md.
+        step(
+            "benchmarks, quick",
+            &[
+                "xtask",
+                "bench",
+                "--quick",
+                "--output",
+                "target/bench/quick.md",
+            ],
+        ),
         // The paths that only exist with a feature off (e.g. "backend not compiled in").
         step(
             "clippy, mq-facade without default features",

@@ -3,7 +3,8 @@
 //! - `conformance [--backend NAME] [--json]`: runs the conformance suite and prints the
 //!   backend × case table (pass / FAIL / n/a); exits non-zero on any failure.
 //! - `ci`: the whole test gate, as CI runs it.
-//! - `bench [--quick]`: benchmarks against same-run baselines, written to `docs/bench.md`.
+//! - `bench [--quick] [--only NAME[,NAME]] [--output PATH]`: every bench of the workspace,
+//!   against floors and originals measured in the same run, written to `docs/bench.md`.
 //! - `crash [--rounds N]`: the long kill -9 sweeps.
 
 #![forbid(unsafe_code)]
@@ -35,12 +36,13 @@ enum Command {
     /// Run every backend through the conformance suite and print the backend × case table.
     Conformance(conformance::Args),
     /// Run the whole test gate: fmt check, clippy -D warnings, all tests with all features,
-    /// the feature-off clippy and tests, docs with warnings denied, and the conformance table.
+    /// the quick benches, the feature-off clippy and tests, docs with warnings denied, and the
+    /// conformance table.
     Ci,
     /// Run the long crash sweeps: kill -9 of writer processes at random points, many rounds.
     Crash(crash::Args),
-    /// Benchmark duraqueue against baselines measured in the same run (spec §5.5), write
-    /// docs/bench.md and print its tables.
+    /// Run every bench (each backend against the machine's floors and its original or peers,
+    /// measured in the same run), write docs/bench.md with its SVG charts.
     Bench(bench::Args),
 }
 
