@@ -153,15 +153,10 @@ fn duraqueue(dir: &Path, budget: Duration) -> Scenario {
     const ACKS: u64 = 20;
     const DURABLE: u64 = 20;
     let mut scenario = Scenario::new("duraqueue", "duraqueue: mmap'd durable ring");
-    let mut native = duraqueue::DuraQueue::open_with(
-        dir.join("native.dq"),
-        &duraqueue::OpenOptions::new(SIZE),
-    )
-    .expect("a native duraqueue");
-    let url = format!(
-        "duraqueue://{}?size=64MiB",
-        dir.join("facade.dq").display()
-    );
+    let mut native =
+        duraqueue::DuraQueue::open_with(dir.join("native.dq"), &duraqueue::OpenOptions::new(SIZE))
+            .expect("a native duraqueue");
+    let url = format!("duraqueue://{}?size=64MiB", dir.join("facade.dq").display());
     let mut tx = mq_facade::open_producer(&url).expect("facade duraqueue producer");
     let mut rx = mq_facade::open_consumer(&url).expect("facade duraqueue consumer");
     let (mut nbuf, mut fbuf) = (Vec::with_capacity(64), Vec::with_capacity(64));
@@ -245,9 +240,9 @@ fn duraqueue(dir: &Path, budget: Duration) -> Scenario {
         ("acks", &acks),
         ("durable", &durable),
     ]));
-    scenario.notes.push(
-        "default options on both sides: v1 format, msync, every poll durable".into(),
-    );
+    scenario
+        .notes
+        .push("default options on both sides: v1 format, msync, every poll durable".into());
     scenario
 }
 

@@ -74,11 +74,16 @@ fn main() {
                 match measure(dir.path(), mode, per_mode) {
                     Ok(rows) => {
                         for row in rows {
-                            scenario.rows.push(if headline && row.unit == "msg/s" && row.measure.starts_with("XADD") {
-                                row.headline()
-                            } else {
-                                row
-                            });
+                            scenario.rows.push(
+                                if headline
+                                    && row.unit == "msg/s"
+                                    && row.measure.starts_with("XADD")
+                                {
+                                    row.headline()
+                                } else {
+                                    row
+                                },
+                            );
                         }
                     }
                     Err(reason) => {
@@ -146,7 +151,9 @@ impl Server {
                 return Err(format!("redis-server exited ({status}) at start: {log}"));
             }
             if started.elapsed() > Duration::from_secs(20) {
-                return Err(format!("redis-server did not answer on 127.0.0.1:{port} within 20 s"));
+                return Err(format!(
+                    "redis-server did not answer on 127.0.0.1:{port} within 20 s"
+                ));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -244,7 +251,9 @@ fn measure(dir: &Path, fsync: &str, budget: Duration) -> Result<Vec<Row>, String
     }
     let consume_rate = read as f64 / t.elapsed().as_secs_f64();
     if read != written {
-        return Err(format!("XRANGE read {read} entries of the {written} written"));
+        return Err(format!(
+            "XRANGE read {read} entries of the {written} written"
+        ));
     }
     drop(server);
 
@@ -275,7 +284,9 @@ fn measure(dir: &Path, fsync: &str, budget: Duration) -> Result<Vec<Row>, String
         let floor_rate = floors.len() as f64 / floor_time.as_secs_f64();
         rows[0] = rows[0].clone().floor(FSYNC_FLOOR, floor_rate);
         rows[1] = rows[1].clone().floor(FSYNC_FLOOR, median(&floors));
-        rows[2] = rows[2].clone().floor(FSYNC_FLOOR, percentile(&floors, 0.99));
+        rows[2] = rows[2]
+            .clone()
+            .floor(FSYNC_FLOOR, percentile(&floors, 0.99));
     }
     rows.push(Row::new(
         &format!("consume: XRANGE COUNT {READ_BATCH} from the start, appendfsync {fsync}"),

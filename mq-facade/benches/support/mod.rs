@@ -156,7 +156,12 @@ pub fn apt_install(package: &str, binary: &Path) -> Result<(), String> {
                 use std::os::unix::fs::PermissionsExt;
                 std::fs::set_permissions(policy, std::fs::Permissions::from_mode(0o755))
             })
-            .map_err(|e| format!("{} is missing and cannot be installed ({e}): {how}", binary.display()))?;
+            .map_err(|e| {
+                format!(
+                    "{} is missing and cannot be installed ({e}): {how}",
+                    binary.display()
+                )
+            })?;
     }
     let run = |args: &[&str]| -> Result<(), String> {
         let out = Command::new("apt-get")
@@ -177,9 +182,8 @@ pub fn apt_install(package: &str, binary: &Path) -> Result<(), String> {
         }
     };
     println!("installing {package} with apt-get (it is missing)…");
-    let result = run(&["update"]).and_then(|()| {
-        run(&["install", "-y", "-o", "DPkg::Lock::Timeout=600", package])
-    });
+    let result = run(&["update"])
+        .and_then(|()| run(&["install", "-y", "-o", "DPkg::Lock::Timeout=600", package]));
     if own_policy {
         let _ = std::fs::remove_file(policy);
     }
@@ -187,7 +191,10 @@ pub fn apt_install(package: &str, binary: &Path) -> Result<(), String> {
     if binary.exists() {
         Ok(())
     } else {
-        Err(format!("{package} was installed but {} is missing", binary.display()))
+        Err(format!(
+            "{package} was installed but {} is missing",
+            binary.display()
+        ))
     }
 }
 
@@ -215,7 +222,8 @@ pub fn file_system(path: &Path) -> String {
         .filter_map(|line| {
             let mut fields = line.split_whitespace();
             let (_, mount, kind) = (fields.next()?, fields.next()?, fields.next()?);
-            path.starts_with(mount).then(|| (mount.len(), kind.to_owned()))
+            path.starts_with(mount)
+                .then(|| (mount.len(), kind.to_owned()))
         })
         .max()
         .map_or_else(|| "unknown".into(), |(_, kind)| kind)
@@ -266,7 +274,9 @@ pub fn print(report: &mq_benchkit::Report) {
                 _ => String::new(),
             };
             let target = match (&row.target, row.pass) {
-                (Some(t), Some(pass)) => format!("  [{t}: {}]", if pass { "met" } else { "missed" }),
+                (Some(t), Some(pass)) => {
+                    format!("  [{t}: {}]", if pass { "met" } else { "missed" })
+                }
                 _ => String::new(),
             };
             println!(
