@@ -112,7 +112,13 @@ fn redis_version() -> String {
         .arg("--version")
         .output()
         .ok()
-        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .map(|out| {
+            // `Redis server v=7.0.15 sha=… malloc=…`: the version is what matters.
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.split_whitespace()
+                .find_map(|word| word.strip_prefix("v="))
+                .map_or_else(|| text.trim().to_owned(), str::to_owned)
+        })
         .unwrap_or_else(|| "unknown".into())
 }
 
