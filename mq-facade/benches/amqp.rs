@@ -1,37 +1,45 @@
 //! Confirmed sends per second of the `amqp` adapter against raw `lapin` on the same
-//! private RabbitMQ node, in the same run (the floor: what the broker and client give
-//! without the facade), with 1 and with 16 producers.
+//! private RabbitMQ node, in the same run, with 1 and with 16 producers.
 //!
-//! | group | facade | floor (raw lapin) |
+//! | scenario | facade | baseline (raw lapin) |
 //! | --- | --- | --- |
-//! | `in_flight_1000` | 1 producer: 1,000 × `send` then `flush(Synced)` | 1 channel: 1,000 publishes then `wait_for_confirms` |
-//! | `each_confirmed` | 1 producer: `send` + `flush(Synced)` per message | 1 channel: publish and await its confirm per message |
-//! | `producers_16` | 16 producers (threads, a connection each): 1,000 × `send` + `flush` each | 16 connections: 1,000 publishes + `wait_for_confirms` each |
+//! | 1 producer, 1,000 in flight | 1 producer: 1,000 × `send` then `flush(Synced)` | 1 channel: 1,000 publishes then `wait_for_confirms` |
+//! | 1 producer, each confirmed | 1 producer: `send` + `flush(Synced)` per message | 1 channel: publish and await its confirm per message |
+//! | 16 producers | 16 producers (threads, a connection each): N × `send` + `flush` each | 16 connections: N publishes + `wait_for_confirms` each |
 //!
-//! 64-byte persistent messages to a durable classic queue, purged before every timed
-//! batch (outside the timing). Each iteration runs the floor and the facade back to back,
-//! timed apart, so both see the same broker state; the ratios printed at the end are of
-//! their medians.
+//! Raw lapin is the floor-like baseline: what RabbitMQ and its client give without the
+//! facade (RabbitMQ is itself the peer, so there is no separate original), and the ratio
+//! facade / lapin is the facade's overhead (target ≤ 5%). 64-byte persistent messages to
+//! a durable classic queue, purged before every timed batch (outside the timing). Each
+//! round times one batch of each side, alternating which goes first, so both see the same
+//! broker state; the figures are medians over the rounds. The broker is a private node the
+//! bench starts (and installs when missing) through `tests/support/rabbitmq.rs`.
 //!
-//! `AMQP_BENCH_QUICK=1`: short warm-up and measurement (a smoke run). Run with
-//! `cargo bench -p mq-facade --features amqp --bench amqp`.
+//! Environment:
+//! - `AMQP_BENCH_QUICK=1`: about 1.5 s per scenario and 200 messages per producer in the
+//!   16-producer case (a smoke run) instead of 8 s and 1,000.
+//! - `AMQP_BENCH_REPORT=PATH`: write the `mq_benchkit::Report` (backend `amqp`) there.
+//!
+//! Run with `cargo bench -p mq-facade --features amqp --bench amqp`.
 
-use std::cell::RefCell;
 use std::sync::{Arc, Barrier};
-use std::time::{Duration, Instant};
 
-use criterion::{Criterion, Throughput};
 use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions, QueuePurgeOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
+use mq_benchkit::{Better, Report, Row, Scenario};
 use mq_facade::{Durability, Producer};
+
+#[path = "support/mod.rs"]
+mod support;
 
 #[path = "../tests/support/rabbitmq.rs"]
 mod rabbitmq;
 
-const PAYLOAD: [u8; 64] = [b'x'; 64];
+use support::{PAYLOAD, interleave};
+
 const BATCH: u64 = 1000;
 const EACH: u64 = 100;
 const PRODUCERS: usize = 16;
@@ -87,13 +95,11 @@ async fn publish(ch: &lapin::Channel, queue: &str) -> lapin::PublisherConfirm {
     .expect("publish")
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() { 0.0 } else { v[v.len() / 2] }
-}
-
 fn main() {
-    let quick = std::env::var("AMQP_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+    let quick = mq_benchkit::quick("AMQP_BENCH_QUICK");
+    let budget = support::budget(quick, 1.5, 8.0);
+    // Messages per producer in the 16-producer case.
+    let each16: u64 = if quick { 200 } else { BATCH };
     let broker = rabbitmq::Broker::shared();
     let floor = Floor {
         rt: tokio::runtime::Builder::new_multi_thread()
@@ -103,65 +109,44 @@ fn main() {
             .expect("runtime"),
         uri: format!("amqp://guest:guest@127.0.0.1:{}/%2f", broker.port()),
     };
-    let mut c = Criterion::default()
-        .warm_up_time(if quick {
-            Duration::from_millis(300)
-        } else {
-            Duration::from_secs(2)
-        })
-        .measurement_time(if quick {
-            Duration::from_secs(2)
-        } else {
-            Duration::from_secs(8)
-        })
-        .sample_size(10)
-        .configure_from_args();
-    // msg/s per iteration: (floor, facade), per group.
-    let rates: RefCell<Vec<(&str, f64, f64)>> = RefCell::new(Vec::new());
-
-    // Runs one group: per iteration, purge, time the floor, purge, time the facade.
-    let mut pair = |group: &'static str,
-                    queue: &str,
-                    messages: u64,
-                    raw: &mut dyn FnMut(),
-                    ours: &mut dyn FnMut()| {
-        let purge_ch = floor.connect(queue);
-        let mut g = c.benchmark_group(group);
-        g.throughput(Throughput::Elements(messages));
-        g.bench_function("floor_vs_facade", |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    floor.purge(&purge_ch, queue);
-                    let t = Instant::now();
-                    raw();
-                    let raw_time = t.elapsed();
-                    floor.purge(&purge_ch, queue);
-                    let t = Instant::now();
-                    ours();
-                    let our_time = t.elapsed();
-                    let n = messages as f64;
-                    rates.borrow_mut().push((
-                        group,
-                        n / raw_time.as_secs_f64(),
-                        n / our_time.as_secs_f64(),
-                    ));
-                    total += our_time;
-                }
-                total
-            })
-        });
-        g.finish();
+    let mut report = Report::new(
+        "amqp",
+        "amqp: RabbitMQ through the facade against raw lapin",
+        quick,
+    );
+    report.command = format!(
+        "{}cargo bench -p mq-facade --features amqp --bench amqp",
+        if quick { "AMQP_BENCH_QUICK=1 " } else { "" }
+    );
+    report
+        .setting("machine", support::machine())
+        .setting("rabbitmq-server", rabbitmq_version())
+        .setting("payload", "64 B, persistent, durable classic queue")
+        .setting("time per scenario", format!("{budget:?}"));
+    let mut scenario = Scenario::new("confirmed_sends", "Confirmed sends, 64 B");
+    let baseline = "raw lapin, same broker";
+    let mut push = |measure: &str, paired: &support::Paired, headline: bool| {
+        let row = Row::new(measure, paired.subject(), "msg/s", Better::Higher)
+            .floor(baseline, paired.baseline())
+            .target("≤ 5% overhead", paired.ratio() >= 0.95);
+        scenario
+            .rows
+            .push(if headline { row.headline() } else { row });
+        scenario
+            .notes
+            .push(format!("{measure}: {} rounds", paired.rounds()));
     };
 
     // 1 producer, 1,000 in flight.
     let queue = "bench-in-flight";
     let ch = floor.connect(queue);
+    let purge_ch = floor.connect(queue);
     let mut tx = mq_facade::open_producer(&broker.url(queue, "in_flight=1000")).expect("producer");
-    pair(
-        "in_flight_1000",
-        queue,
+    let paired = interleave(
         BATCH,
+        budget,
+        3,
+        usize::MAX,
         &mut || {
             floor.rt.block_on(async {
                 for _ in 0..BATCH {
@@ -176,16 +161,24 @@ fn main() {
             }
             tx.flush(Durability::Synced).expect("flush");
         },
+        &mut || floor.purge(&purge_ch, queue),
+    );
+    push(
+        "confirmed sends, 1 producer, 1,000 in flight then flush",
+        &paired,
+        false,
     );
 
     // 1 producer, every message confirmed before the next.
     let queue = "bench-each";
     let ch = floor.connect(queue);
+    let purge_ch = floor.connect(queue);
     let mut tx = mq_facade::open_producer(&broker.url(queue, "")).expect("producer");
-    pair(
-        "each_confirmed",
-        queue,
+    let paired = interleave(
         EACH,
+        budget,
+        3,
+        usize::MAX,
         &mut || {
             floor.rt.block_on(async {
                 for _ in 0..EACH {
@@ -200,19 +193,27 @@ fn main() {
                 tx.flush(Durability::Synced).expect("flush");
             }
         },
+        &mut || floor.purge(&purge_ch, queue),
+    );
+    push(
+        "confirmed sends, 1 producer, each confirmed before the next",
+        &paired,
+        false,
     );
 
     // 16 producers, each on its own connection.
     let queue = "bench-16";
     let channels: Vec<lapin::Channel> = (0..PRODUCERS).map(|_| floor.connect(queue)).collect();
+    let purge_ch = floor.connect(queue);
     let url = broker.url(queue, "in_flight=1000");
     let mut producers: Vec<Box<dyn Producer>> = (0..PRODUCERS)
         .map(|_| mq_facade::open_producer(&url).expect("producer"))
         .collect();
-    pair(
-        "producers_16",
-        queue,
-        BATCH * PRODUCERS as u64,
+    let paired = interleave(
+        each16 * PRODUCERS as u64,
+        budget,
+        3,
+        usize::MAX,
         &mut || {
             floor.rt.block_on(async {
                 let tasks: Vec<_> = channels
@@ -220,7 +221,7 @@ fn main() {
                     .map(|ch| {
                         let ch = ch.clone();
                         tokio::spawn(async move {
-                            for _ in 0..BATCH {
+                            for _ in 0..each16 {
                                 drop(publish(&ch, "bench-16").await);
                             }
                             ch.wait_for_confirms().await.expect("confirms");
@@ -233,14 +234,14 @@ fn main() {
             })
         },
         &mut || {
-            // Timed from before the threads start (as the floor's tasks); they start together.
+            // Timed from before the threads start (as the baseline's tasks); they start together.
             let barrier = Arc::new(Barrier::new(PRODUCERS));
             std::thread::scope(|s| {
                 for tx in producers.iter_mut() {
                     let barrier = Arc::clone(&barrier);
                     s.spawn(move || {
                         barrier.wait();
-                        for _ in 0..BATCH {
+                        for _ in 0..each16 {
                             tx.send(&PAYLOAD).expect("send");
                         }
                         tx.flush(Durability::Synced).expect("flush");
@@ -248,21 +249,28 @@ fn main() {
                 }
             });
         },
+        &mut || floor.purge(&purge_ch, queue),
     );
+    push(
+        &format!("confirmed sends, 16 producers × {each16} then flush"),
+        &paired,
+        true,
+    );
+    scenario.notes.push(
+        "raw lapin is the floor-like baseline: RabbitMQ's and its client's own cost without the facade; RabbitMQ is the peer itself, so there is no separate original".into(),
+    );
+    report.scenarios.push(scenario);
+    support::print(&report);
+    support::write_report(&report, "AMQP_BENCH_REPORT");
+}
 
-    println!(
-        "\nconfirmed sends/s, medians over every timed batch (floor = raw lapin, same broker, same run):"
-    );
-    println!("| group | floor msg/s | facade msg/s | facade / floor |");
-    println!("| --- | --- | --- | --- |");
-    for group in ["in_flight_1000", "each_confirmed", "producers_16"] {
-        let (mut raw, mut ours): (Vec<f64>, Vec<f64>) = rates
-            .borrow()
-            .iter()
-            .filter(|(g, _, _)| *g == group)
-            .map(|(_, r, o)| (*r, *o))
-            .unzip();
-        let (raw, ours) = (median(&mut raw), median(&mut ours));
-        println!("| {group} | {raw:.0} | {ours:.0} | {:.2} |", ours / raw);
-    }
+/// The installed RabbitMQ package's version, from dpkg.
+fn rabbitmq_version() -> String {
+    std::process::Command::new("dpkg-query")
+        .args(["-W", "-f", "${Version}", "rabbitmq-server"])
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown".into())
 }
