@@ -1496,7 +1496,10 @@ fn check_extra(extra: &[(String, Value)]) -> Result<()> {
             "is one of the message's own keys"
         } else if k == format::INTEGRITY_KEY {
             "is the integrity field this crate writes"
-        } else if v.as_str().is_some_and(|s| s.starts_with(format::INTEGRITY_TAG)) {
+        } else if v
+            .as_str()
+            .is_some_and(|s| s.starts_with(format::INTEGRITY_TAG))
+        {
             "has a value starting with `crc32c:`, which readers take for a damaged integrity field"
         } else if extra[..i].iter().any(|(earlier, _)| earlier == k) {
             "is given twice"

@@ -1112,12 +1112,18 @@ mod tests {
             ("999,", "998,"),
             ("\"queue\": \"q\"", "\"queue\": \"r\""),
             ("\"requeue_limit\": null", "\"requeue_limit\": 1"),
-            ("\"requeue_limit\": null", "\"requeue_limit\": null, \"x\": 1"),
+            (
+                "\"requeue_limit\": null",
+                "\"requeue_limit\": null, \"x\": 1",
+            ),
             ("\"priority\"", "\"prioritz\""),
             ("\"requeue_counter\"", "\"requeue_counteq\""),
         ] {
             let e = Message::decode(sealed.replacen(from, to, 1).as_bytes()).unwrap_err();
-            assert!(e.0.contains("`ddmq_crc32c`") && e.0.contains("damaged"), "{from}: {e}");
+            assert!(
+                e.0.contains("`ddmq_crc32c`") && e.0.contains("damaged"),
+                "{from}: {e}"
+            );
         }
         for (from, to) in [
             ("bba5a60e", "bba5a60E"),
@@ -1126,11 +1132,17 @@ mod tests {
             ("crc32c:", "crc32d:"),
         ] {
             let e = Message::decode(sealed.replacen(from, to, 1).as_bytes()).unwrap_err();
-            assert!(e.0.contains("`ddmq_crc32c`") && e.0.contains("hex"), "{to}: {e}");
+            assert!(
+                e.0.contains("`ddmq_crc32c`") && e.0.contains("hex"),
+                "{to}: {e}"
+            );
         }
         let e = Message::decode(sealed.replacen("ddmq_crc32c", "ddmq_crc32b", 1).as_bytes())
             .unwrap_err();
-        assert!(e.0.contains("`ddmq_crc32b`") && e.0.contains("damaged"), "{e}");
+        assert!(
+            e.0.contains("`ddmq_crc32b`") && e.0.contains("damaged"),
+            "{e}"
+        );
         // An integrity field in `extra` is not written twice.
         let mut with = m.clone();
         with.extra
