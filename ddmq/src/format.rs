@@ -18,14 +18,15 @@
 //!    `priority` and `requeue_counter` (integers, default 0; `requeue_counter: null` is 0),
 //!    `queue_number` (a string; a JSON integer becomes its decimal digits), `timeout` (`null`
 //!    unless a finite number > 0, written as an integer when whole and below 10^15, else as
-//!    Python's `repr` of the float), `requeue` (`false` for `false`/`null`/0, `true`, or an
+//!    Python's `repr` of the float), `requeue` (`false` for `false`/`null`/0/0.0, `true`, or an
 //!    integer ≥ 1), `requeue_limit` (`null` for `null`/`false`/0, else an integer ≥ 1), and
 //!    every other key with its value as is, except [`INTEGRITY_KEY`] itself.
 //! 2. Write that object as Python's
 //!    `json.dumps(obj, sort_keys=True, separators=(",", ":"))`: keys sorted by code point at
-//!    every level, no whitespace, ASCII only (anything else as `\uXXXX` escapes, lowercase
-//!    hex, surrogate pairs above U+FFFF; `"`, `\\`, `\b`, `\f`, `\n`, `\r`, `\t` as
-//!    such), integers in decimal, floats as Python's `repr` (`1.0`, `1e+16`, `1e-05`). JSON
+//!    every level, no whitespace, ASCII only (`"` as `\"`, `\` as `\\`;
+//!    `\b`, `\f`, `\n`, `\r`, `\t`; every other character outside U+0020–U+007E as
+//!    `\uXXXX`, lowercase hex, a surrogate pair above U+FFFF), integers in decimal, floats
+//!    as Python's `repr` (`1.0`, `1e+16`, `1e-05`). JSON
 //!    integers outside the 64-bit range are read as floats. Duplicate keys: the last one
 //!    counts for the ten fields and inside values; duplicate other top-level keys (which no
 //!    writer produces) are all kept, in file order.

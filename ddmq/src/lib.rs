@@ -56,7 +56,7 @@
 //!   two concurrent writers may lose one update, as with the original.
 //! - **Integrity**: every message file this crate writes carries a CRC-32C of its content
 //!   (the `ddmq_crc32c` key, over a canonical encoding independent of whitespace and key
-//!   order; see [`format`]). A file whose content does not match it is treated as one that
+//!   order; see [`mod@format`]). A file whose content does not match it is treated as one that
 //!   does not parse (below). Files without the key (the original's, or older versions of
 //!   this crate) are accepted as before, without that protection.
 //! - **Untrusted files**: a message file that does not parse is left alone while it is young
