@@ -1223,7 +1223,30 @@ mod tests {
             m.message = Value::String(s);
             let bytes = m.encode();
             proptest::prop_assert!(bytes.is_ascii());
-            proptest::prop_assert_eq!(Message::decode(&bytes).unwrap(), m);
+            proptest::prop_assert_eq!(Message::decode(&bytes).unwrap(), m.clone());
+            // Another writer's layout of the same file (sorted keys, indentation, raw UTF-8
+            // instead of escapes) carries the same checksum.
+            let v: Value = serde_json::from_slice(&bytes).unwrap();
+            let pretty = serde_json::to_vec_pretty(&v).unwrap();
+            proptest::prop_assert_eq!(
+                Message::decode_checked(&pretty).unwrap(),
+                (m, Integrity::Verified)
+            );
+        }
+
+        #[test]
+        fn any_changed_field_is_caught(s in ".*", p in 0u64..2000, c in 0u64..5) {
+            let mut m = sample();
+            m.message = Value::String(s.clone());
+            let sealed = String::from_utf8(m.encode()).unwrap();
+            let seal = &sealed[sealed.rfind(", \"ddmq_crc32c\"").unwrap()..];
+            let mut other = m.clone();
+            other.message = Value::String(format!("{s}x"));
+            other.priority = p;
+            other.requeue_counter = c;
+            let forged = String::from_utf8(other.encode_without_checksum()).unwrap();
+            let forged = format!("{}{seal}", &forged[..forged.len() - 1]);
+            proptest::prop_assert!(Message::decode(forged.as_bytes()).is_err());
         }
     }
 }
