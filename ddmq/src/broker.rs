@@ -883,6 +883,7 @@ impl Broker {
                     .into(),
             ));
         }
+        check_extra(&o.extra)?;
         let settings = self.queue_settings(&qs)?;
         if self.inner.opts.auto_clean && !o.skip_cleaning {
             self.clean_queue(&qs, false, &mut |_| {})?;
@@ -1486,6 +1487,30 @@ impl Broker {
 /// Reads a whole message file. Only a regular file is read: a FIFO, a device, a directory or
 /// a symbolic link under a message name is an `unreadable` error (a FIFO is opened without
 /// blocking, a link is not followed).
+/// Extra keys that would not read back as written: one of the ten keys (the file would hold
+/// it twice and the reader take the extra one), the integrity field or a value a reader takes
+/// for a damaged one, or a key given twice.
+fn check_extra(extra: &[(String, Value)]) -> Result<()> {
+    for (i, (k, v)) in extra.iter().enumerate() {
+        let why = if format::KEYS.contains(&k.as_str()) {
+            "is one of the message's own keys"
+        } else if k == format::INTEGRITY_KEY {
+            "is the integrity field this crate writes"
+        } else if v
+            .as_str()
+            .is_some_and(|s| s.starts_with(format::INTEGRITY_TAG))
+        {
+            "has a value starting with `crc32c:`, which readers take for a damaged integrity field"
+        } else if extra[..i].iter().any(|(earlier, _)| earlier == k) {
+            "is given twice"
+        } else {
+            continue;
+        };
+        return Err(Error::InvalidOption(format!("extra key {k:?} {why}")));
+    }
+    Ok(())
+}
+
 fn read_small(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;

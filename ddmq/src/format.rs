@@ -4,6 +4,54 @@
 //! Everything here takes bytes or names and returns values or a [`FormatError`]; the broker
 //! adds the path of the file to it. Files another process writes are untrusted input: no
 //! decoder panics.
+//!
+//! # The integrity field (this crate's addition to the format)
+//!
+//! Every message file this crate writes ends with one more key, [`INTEGRITY_KEY`]
+//! (`"ddmq_crc32c"`), whose value is the string `"crc32c:"` followed by 8 lowercase hex
+//! digits: the CRC-32C (Castagnoli, as in iSCSI and ext4; check value of `123456789` is
+//! `e3069283`) of the message's *canonical encoding*:
+//!
+//! 1. Decode the file (any key order and whitespace) into its fields, with the defaults and
+//!    normalizations of [`Message::decode`]: `message` (any JSON value, default `""`),
+//!    `queue`, `id` and `filename` (strings, default `""`; `filename: null` is `""`),
+//!    `priority` and `requeue_counter` (integers, default 0; `requeue_counter: null` is 0),
+//!    `queue_number` (a string; a JSON integer becomes its decimal digits), `timeout` (`null`
+//!    unless a finite number > 0, written as an integer when whole and below 10^15, else as
+//!    Python's `repr` of the float), `requeue` (`false` for `false`/`null`/0/0.0, `true`, or an
+//!    integer ≥ 1), `requeue_limit` (`null` for `null`/`false`/0, else an integer ≥ 1), and
+//!    every other key with its value as is, except [`INTEGRITY_KEY`] itself.
+//! 2. Write that object as Python's
+//!    `json.dumps(obj, sort_keys=True, separators=(",", ":"))`: keys sorted by code point at
+//!    every level, no whitespace, ASCII only (`"` as `\"`, `\` as `\\`;
+//!    `\b`, `\f`, `\n`, `\r`, `\t`; every other character outside U+0020–U+007E as
+//!    `\uXXXX`, lowercase hex, a surrogate pair above U+FFFF), integers in decimal, floats
+//!    as Python's `repr` (`1.0`, `1e+16`, `1e-05`). JSON
+//!    integers outside the 64-bit range are read as floats. Duplicate keys: the last one
+//!    counts for the ten fields and inside values; duplicate other top-level keys (which no
+//!    writer produces) are all kept, in file order.
+//!
+//! The checksum therefore covers everything a consumer acts on (body, id, priority, queue
+//! number, timeout, requeue fields, file name, extra keys) and does not depend on JSON
+//! whitespace, key order or escaping choices. See [`Message::canonical`] and the test vector
+//! in this module's tests.
+//!
+//! Reading ([`Message::decode_checked`]):
+//!
+//! - **present and equal**: [`Integrity::Verified`];
+//! - **present and wrong** (another CRC, not `crc32c:` + 8 lowercase hex digits, not a
+//!   string): a [`FormatError`], exactly as for a file that is not JSON, so the broker treats
+//!   the file as corrupt (never delivered; set aside in `ROOT/.quarantine/QUEUE/`);
+//! - **a damaged key**: any other top-level key whose value is a string starting with
+//!   `crc32c:` is an error too, so that damage to the key's name cannot pass a checksummed
+//!   file off as one without a checksum;
+//! - **absent**: a file written by the Python original (which writes exactly its ten keys) or
+//!   by an older version of this crate: accepted as before, [`Integrity::Absent`], with no
+//!   protection beyond JSON's own structure.
+//!
+//! The Python original reads files with the extra key (it keeps unknown keys in the
+//! message's `__dict__`); when it requeues one it publishes a fresh file from the ten fields,
+//! without the key, and that file reads as [`Integrity::Absent`].
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -296,7 +344,25 @@ pub struct Message {
     pub extra: Vec<(String, Value)>,
 }
 
-const KEYS: [&str; 10] = [
+/// The key of the integrity field this crate adds to every message file it writes (see the
+/// module documentation). Not one of the original's ten keys.
+pub const INTEGRITY_KEY: &str = "ddmq_crc32c";
+
+/// The start of the integrity field's value: `crc32c:` then 8 lowercase hex digits.
+pub const INTEGRITY_TAG: &str = "crc32c:";
+
+/// What [`Message::decode_checked`] found about a file's integrity field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Integrity {
+    /// The field was present and matches the content.
+    Verified,
+    /// No field: a file of the Python original or of an older version of this crate.
+    Absent,
+}
+
+/// The ten keys of the original, in the order Python 3 writes them.
+pub const KEYS: [&str; 10] = [
     "message",
     "queue",
     "timeout",
@@ -349,8 +415,18 @@ impl<'de> serde::Deserialize<'de> for Entries {
 
 impl Message {
     /// Decodes a message file. Any key order, missing keys (defaults: `requeue_counter` 0,
-    /// `requeue` false) and unknown keys (kept in [`Message::extra`]) are accepted.
+    /// `requeue` false) and unknown keys (kept in [`Message::extra`]) are accepted. A file
+    /// with an integrity field that does not match its content is an error, as one that is
+    /// not JSON is; one without the field is accepted (see [`Message::decode_checked`]).
     pub fn decode(bytes: &[u8]) -> Result<Message, FormatError> {
+        Self::decode_checked(bytes).map(|(m, _)| m)
+    }
+
+    /// [`Message::decode`], also saying whether the file carried a matching integrity field
+    /// ([`Integrity::Verified`]) or none ([`Integrity::Absent`]). A field that is present
+    /// but wrong, or a damaged one (another key whose value starts with `crc32c:`), is an
+    /// error naming the key.
+    pub fn decode_checked(bytes: &[u8]) -> Result<(Message, Integrity), FormatError> {
         if bytes.is_empty() {
             return Err(bad("empty file (0 bytes)"));
         }
@@ -369,9 +445,11 @@ impl Message {
             requeue_limit: None,
             extra: Vec::new(),
         };
+        let mut seal = None;
         for (key, value) in entries {
             let field = |what: &str| bad(format!("`{key}`: {value} is not {what}"));
             match key.as_str() {
+                INTEGRITY_KEY => seal = Some(value),
                 "message" => m.message = value,
                 "queue" => m.queue = value.as_str().ok_or_else(|| field("a string"))?.to_owned(),
                 "timeout" => {
@@ -413,21 +491,47 @@ impl Message {
                         },
                     }
                 }
-                _ => m.extra.push((key, value)),
+                _ => {
+                    if value.as_str().is_some_and(|v| v.starts_with(INTEGRITY_TAG)) {
+                        return Err(bad(format!(
+                            "`{key}`: {value} looks like a damaged `{INTEGRITY_KEY}` field"
+                        )));
+                    }
+                    m.extra.push((key, value))
+                }
             }
         }
-        Ok(m)
+        let Some(seal) = seal else {
+            return Ok((m, Integrity::Absent));
+        };
+        let stored = seal
+            .as_str()
+            .and_then(|v| v.strip_prefix(INTEGRITY_TAG))
+            .filter(|h| h.len() == 8 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+            .ok_or_else(|| {
+                bad(format!(
+                    "`{INTEGRITY_KEY}`: {seal} is not \"{INTEGRITY_TAG}\" and 8 lowercase hex digits"
+                ))
+            })?;
+        let computed = m.crc32c();
+        if stored != computed {
+            return Err(bad(format!(
+                "`{INTEGRITY_KEY}`: the file says {INTEGRITY_TAG}{stored:08x}, its content has \
+                 {INTEGRITY_TAG}{computed:08x}: the file is damaged"
+            )));
+        }
+        Ok((m, Integrity::Verified))
     }
 
-    /// Encodes the message as Python 3's `json.dumps(msg.__dict__)`: the ten keys in
-    /// order, then the extra ones; `", "` and `": "`; ASCII only.
-    pub fn encode(&self) -> Vec<u8> {
+    /// The ten fields as [`Message::encode`] writes them, in Python 3's order.
+    fn fields(&self) -> [(&'static str, Value); 10] {
         let timeout = match self.timeout {
             None => Value::Null,
             Some(t) if t.fract() == 0.0 && t < 1e15 => Value::from(t as u64),
             Some(t) => serde_json::Number::from_f64(t).map_or(Value::Null, Value::Number),
         };
-        let fixed: [(&str, Value); 10] = [
+        [
             (KEYS[0], self.message.clone()),
             (KEYS[1], Value::String(self.queue.clone())),
             (KEYS[2], timeout),
@@ -438,13 +542,73 @@ impl Message {
             (KEYS[7], self.requeue.to_json()),
             (KEYS[8], Value::from(self.requeue_counter)),
             (KEYS[9], self.requeue_limit.map_or(Value::Null, Value::from)),
-        ];
-        let mut out = Vec::with_capacity(256);
-        out.push(b'{');
-        let entries = fixed
+        ]
+    }
+
+    /// The canonical encoding the integrity field covers (see the module documentation):
+    /// Python's `json.dumps(fields, sort_keys=True, separators=(",", ":"))` of the ten fields
+    /// and the extra keys, without the integrity field.
+    pub fn canonical(&self) -> Vec<u8> {
+        let fixed = self.fields();
+        let mut entries: Vec<(&str, &Value)> = fixed
             .iter()
             .map(|(k, v)| (*k, v))
-            .chain(self.extra.iter().map(|(k, v)| (k.as_str(), v)));
+            .chain(
+                self.extra
+                    .iter()
+                    .filter(|(k, _)| k != INTEGRITY_KEY)
+                    .map(|(k, v)| (k.as_str(), v)),
+            )
+            .collect();
+        // Stable: duplicate extra keys stay in file order.
+        entries.sort_by(|a, b| a.0.cmp(b.0));
+        let mut out = Vec::with_capacity(256);
+        out.push(b'{');
+        for (i, (k, v)) in entries.into_iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            python_json_into(&mut out, &Value::String(k.to_owned()));
+            out.push(b':');
+            canonical_into(&mut out, v);
+        }
+        out.push(b'}');
+        out
+    }
+
+    /// The CRC-32C of [`Message::canonical`]: the value of the integrity field.
+    pub fn crc32c(&self) -> u32 {
+        crc32c::crc32c(&self.canonical())
+    }
+
+    /// Encodes the message as this crate writes it: [`Message::encode_without_checksum`],
+    /// then the integrity field as the last key (`, "ddmq_crc32c": "crc32c:…"`), which is
+    /// also what Python's `json.dumps(msg.__dict__)` writes for the message it reads from
+    /// such a file.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = self.encode_without_checksum();
+        out.pop(); // the closing brace
+        let seal = format!(
+            ", \"{INTEGRITY_KEY}\": \"{INTEGRITY_TAG}{:08x}\"}}",
+            self.crc32c()
+        );
+        out.extend_from_slice(seal.as_bytes());
+        out
+    }
+
+    /// Encodes the message as the original writes it, Python 3's `json.dumps(msg.__dict__)`:
+    /// the ten keys in order, then the extra ones; `", "` and `": "`; ASCII only; no
+    /// integrity field (one in [`Message::extra`] is left out).
+    pub fn encode_without_checksum(&self) -> Vec<u8> {
+        let fixed = self.fields();
+        let mut out = Vec::with_capacity(256);
+        out.push(b'{');
+        let entries = fixed.iter().map(|(k, v)| (*k, v)).chain(
+            self.extra
+                .iter()
+                .filter(|(k, _)| k != INTEGRITY_KEY)
+                .map(|(k, v)| (k.as_str(), v)),
+        );
         for (i, (k, v)) in entries.enumerate() {
             if i > 0 {
                 out.extend_from_slice(b", ");
@@ -477,6 +641,38 @@ pub fn python_json(v: &Value) -> String {
     let mut out = Vec::new();
     python_json_into(&mut out, v);
     String::from_utf8(out).unwrap_or_default()
+}
+
+/// A value in the canonical encoding: objects with keys sorted by code point (UTF-8 byte
+/// order is code point order), `,` and `:` without spaces, scalars as [`python_json`].
+fn canonical_into(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            out.push(b'{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                python_json_into(out, &Value::String(k.clone()));
+                out.push(b':');
+                canonical_into(out, v);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                canonical_into(out, item);
+            }
+            out.push(b']');
+        }
+        scalar => python_json_into(out, scalar),
+    }
 }
 
 fn python_json_into(out: &mut Vec<u8>, v: &Value) {
@@ -819,9 +1015,16 @@ mod tests {
     #[test]
     fn json_is_python_json_dumps_byte_for_byte() {
         let m = sample();
+        let python = r#"{"message": "Hello World!", "queue": "q", "timeout": null, "id": "89723438b9d0403c91943f4ffaf8ba35", "priority": 999, "queue_number": "15397024586789012", "filename": "999.15397024586789012.ddmq89723438b9d0403c91943f4ffaf8ba35", "requeue": false, "requeue_counter": 0, "requeue_limit": null"#;
+        assert_eq!(
+            String::from_utf8(m.encode_without_checksum()).unwrap(),
+            format!("{python}}}")
+        );
+        // Ours: the same, then the integrity field (what Python's json.dumps(msg.__dict__)
+        // writes for the message it reads from that file).
         assert_eq!(
             String::from_utf8(m.encode()).unwrap(),
-            r#"{"message": "Hello World!", "queue": "q", "timeout": null, "id": "89723438b9d0403c91943f4ffaf8ba35", "priority": 999, "queue_number": "15397024586789012", "filename": "999.15397024586789012.ddmq89723438b9d0403c91943f4ffaf8ba35", "requeue": false, "requeue_counter": 0, "requeue_limit": null}"#
+            format!("{python}, \"ddmq_crc32c\": \"crc32c:bba5a60e\"}}")
         );
         // Python: json.dumps({"a": "\x7f/\u00e9\U0001F600\x01", "f": [1e16, 1e-5, 0.1, 1.0, 1.2345678901234568e+17]})
         let v: Value = serde_json::json!({"a": "\u{7f}/\u{e9}\u{1F600}\u{1}\"\\\n\r\t\u{8}\u{c}", "f": [1e16, 1e-5, 0.1, 1.0, 123456789012345678.0]});
@@ -851,12 +1054,101 @@ mod tests {
             vec![("x-trace".to_owned(), serde_json::json!([1, 2]))]
         );
         assert!(
-            String::from_utf8(m.encode())
+            String::from_utf8(m.encode_without_checksum())
                 .unwrap()
                 .ends_with(r#""requeue_limit": null, "x-trace": [1, 2]}"#)
         );
         let again = Message::decode(&m.encode()).unwrap();
         assert_eq!(again, m);
+    }
+
+    /// Test vectors computed by an independent implementation (Python's `json.dumps(…,
+    /// sort_keys=True, separators=(",", ":"))` and a bitwise CRC-32C).
+    #[test]
+    fn canonical_encoding_and_crc_match_the_documented_definition() {
+        let m = sample();
+        assert_eq!(
+            String::from_utf8(m.canonical()).unwrap(),
+            r#"{"filename":"999.15397024586789012.ddmq89723438b9d0403c91943f4ffaf8ba35","id":"89723438b9d0403c91943f4ffaf8ba35","message":"Hello World!","priority":999,"queue":"q","queue_number":"15397024586789012","requeue":false,"requeue_counter":0,"requeue_limit":null,"timeout":null}"#
+        );
+        assert_eq!(m.crc32c(), 0xbba5_a60e);
+        assert_eq!(crc32c::crc32c(b"123456789"), 0xe306_9283);
+        let mut m = sample();
+        m.message = serde_json::json!({"b": [1.5, "caf\u{e9}"], "a": null});
+        m.timeout = Some(2.5);
+        m.requeue = Requeue::AtPriority(3);
+        m.requeue_limit = Some(2);
+        m.extra = vec![("x-trace".into(), Value::from("\u{1F600}"))];
+        assert_eq!(
+            String::from_utf8(m.canonical()).unwrap(),
+            r#"{"filename":"999.15397024586789012.ddmq89723438b9d0403c91943f4ffaf8ba35","id":"89723438b9d0403c91943f4ffaf8ba35","message":{"a":null,"b":[1.5,"caf\u00e9"]},"priority":999,"queue":"q","queue_number":"15397024586789012","requeue":3,"requeue_counter":0,"requeue_limit":2,"timeout":2.5,"x-trace":"\ud83d\ude00"}"#
+        );
+        assert_eq!(m.crc32c(), 0xa159_3df2);
+    }
+
+    #[test]
+    fn the_integrity_field_ignores_layout_and_catches_content() {
+        let m = sample();
+        assert_eq!(
+            Message::decode_checked(&m.encode()).unwrap(),
+            (m.clone(), Integrity::Verified)
+        );
+        assert_eq!(
+            Message::decode_checked(&m.encode_without_checksum()).unwrap(),
+            (m.clone(), Integrity::Absent)
+        );
+        // Other key order, whitespace, escapes and number spellings: the same content.
+        let relaid = "{ \"ddmq_crc32c\":\"crc32c:bba5a60e\",\n\"requeue_limit\":false,\"requeue_counter\":null,\
+             \"requeue\":0,\"filename\":\"999.15397024586789012.ddmq89723438b9d0403c91943f4ffaf8ba35\",\
+             \"queue_number\":\"15397024586789012\",\"priority\":999,\"id\":\"89723438b9d0403c91943f4ffaf8ba35\",\
+             \"timeout\":0,\"queue\":\"\\u0071\",\t\"message\":\"Hello World!\"\r\n}";
+        assert_eq!(
+            Message::decode_checked(relaid.as_bytes()).unwrap(),
+            (m.clone(), Integrity::Verified)
+        );
+        // Any change of content, a malformed field, a damaged key name: errors naming it.
+        let sealed = String::from_utf8(m.encode()).unwrap();
+        for (from, to) in [
+            ("Hello", "Hellp"),
+            ("999,", "998,"),
+            ("\"queue\": \"q\"", "\"queue\": \"r\""),
+            ("\"requeue_limit\": null", "\"requeue_limit\": 1"),
+            (
+                "\"requeue_limit\": null",
+                "\"requeue_limit\": null, \"x\": 1",
+            ),
+            ("\"priority\"", "\"prioritz\""),
+            ("\"requeue_counter\"", "\"requeue_counteq\""),
+        ] {
+            let e = Message::decode(sealed.replacen(from, to, 1).as_bytes()).unwrap_err();
+            assert!(
+                e.0.contains("`ddmq_crc32c`") && e.0.contains("damaged"),
+                "{from}: {e}"
+            );
+        }
+        for (from, to) in [
+            ("bba5a60e", "bba5a60E"),
+            ("bba5a60e", "bba5a60"),
+            ("\"crc32c:bba5a60e\"", "3148195342"),
+            ("crc32c:", "crc32d:"),
+        ] {
+            let e = Message::decode(sealed.replacen(from, to, 1).as_bytes()).unwrap_err();
+            assert!(
+                e.0.contains("`ddmq_crc32c`") && e.0.contains("hex"),
+                "{to}: {e}"
+            );
+        }
+        let e = Message::decode(sealed.replacen("ddmq_crc32c", "ddmq_crc32b", 1).as_bytes())
+            .unwrap_err();
+        assert!(
+            e.0.contains("`ddmq_crc32b`") && e.0.contains("damaged"),
+            "{e}"
+        );
+        // An integrity field in `extra` is not written twice.
+        let mut with = m.clone();
+        with.extra
+            .push((INTEGRITY_KEY.into(), Value::from("crc32c:00000000")));
+        assert_eq!(with.encode(), m.encode());
     }
 
     #[test]
@@ -931,7 +1223,30 @@ mod tests {
             m.message = Value::String(s);
             let bytes = m.encode();
             proptest::prop_assert!(bytes.is_ascii());
-            proptest::prop_assert_eq!(Message::decode(&bytes).unwrap(), m);
+            proptest::prop_assert_eq!(Message::decode(&bytes).unwrap(), m.clone());
+            // Another writer's layout of the same file (sorted keys, indentation, raw UTF-8
+            // instead of escapes) carries the same checksum.
+            let v: Value = serde_json::from_slice(&bytes).unwrap();
+            let pretty = serde_json::to_vec_pretty(&v).unwrap();
+            proptest::prop_assert_eq!(
+                Message::decode_checked(&pretty).unwrap(),
+                (m, Integrity::Verified)
+            );
+        }
+
+        #[test]
+        fn any_changed_field_is_caught(s in ".*", p in 0u64..2000, c in 0u64..5) {
+            let mut m = sample();
+            m.message = Value::String(s.clone());
+            let sealed = String::from_utf8(m.encode()).unwrap();
+            let seal = &sealed[sealed.rfind(", \"ddmq_crc32c\"").unwrap()..];
+            let mut other = m.clone();
+            other.message = Value::String(format!("{s}x"));
+            other.priority = p;
+            other.requeue_counter = c;
+            let forged = String::from_utf8(other.encode_without_checksum()).unwrap();
+            let forged = format!("{}{seal}", &forged[..forged.len() - 1]);
+            proptest::prop_assert!(Message::decode(forged.as_bytes()).is_err());
         }
     }
 }

@@ -54,6 +54,11 @@
 //!   unique temporary file, a rename. Where the file system cannot lock a directory (NFS,
 //!   Lustre without `-o flock`) the write goes ahead unlocked: still never a partial file, but
 //!   two concurrent writers may lose one update, as with the original.
+//! - **Integrity**: every message file this crate writes carries a CRC-32C of its content
+//!   (the `ddmq_crc32c` key, over a canonical encoding independent of whitespace and key
+//!   order; see [`mod@format`]). A file whose content does not match it is treated as one that
+//!   does not parse (below). Files without the key (the original's, or older versions of
+//!   this crate) are accepted as before, without that protection.
 //! - **Untrusted files**: a message file that does not parse is left alone while it is young
 //!   (a Python publisher may still be writing it) and moved to `ROOT/.quarantine/QUEUE/` once
 //!   older than 5 s, never wedging the queue; an entry that cannot be read at all (a

@@ -622,7 +622,8 @@ fn consume(a: &ConsumeArgs) -> Out {
     for d in got {
         let m = &d.message;
         match a.format.as_str() {
-            "json" => println!("{}", String::from_utf8_lossy(&m.encode())),
+            // The message as the original prints it: its fields, not the file's integrity key.
+            "json" => println!("{}", String::from_utf8_lossy(&m.encode_without_checksum())),
             "plain" => println!("{}", plain(m)),
             _ => println!("{}", yaml_message(m)),
         }
@@ -823,7 +824,7 @@ fn json_command(payload: &str) -> Out {
 
 /// The message's keys sorted, as the original prints a message (`key = value`, Python `str`).
 fn fields(m: &Message) -> Vec<(String, Value)> {
-    let v: Value = serde_json::from_slice(&m.encode()).unwrap_or(Value::Null);
+    let v: Value = serde_json::from_slice(&m.encode_without_checksum()).unwrap_or(Value::Null);
     let mut out: Vec<(String, Value)> = match v {
         Value::Object(map) => map.into_iter().collect(),
         _ => Vec::new(),

@@ -7,16 +7,23 @@
 //! delivered), or fail with an error naming the file; never a panic, never a hang (a
 //! watchdog bounds each case).
 //!
-//! What the format can and cannot detect (JSON and YAML, no checksums, as Python ddmq's):
+//! What the format can and cannot detect:
 //!
-//! - **Truncation** (a torn write) of a message file is always detected: no prefix of a JSON
-//!   object is one. Asserted: every truncated message is set aside, 0 accepted.
-//! - **A flip that breaks the JSON** (invalid UTF-8, a structural character, a field of the
-//!   wrong type) is detected: asserted that every such file is set aside, never delivered.
-//! - **A flip inside a value that stays valid** (a letter of the body, a digit of the
-//!   priority) cannot be detected: the message is delivered as the file now says. Asserted:
-//!   it is exactly what the damaged file decodes to, the damage stays within that one message
-//!   (one file per message), and the sweep prints how many such flips there were.
+//! - **Message files this crate writes** carry a CRC-32C of their content (the `ddmq_crc32c`
+//!   field, see `ddmq::format`). Asserted: of every flip of every bit, 0 are delivered with
+//!   changed content: each one is either harmless (the file decodes to the same message,
+//!   e.g. the case of a hex digit in a `\u00e9` escape) or the file is set aside, never
+//!   delivered. The sweep prints how many were caught only by the checksum.
+//! - **Message files without the field** (as the Python original and older versions of this
+//!   crate write them; JSON without checksum): a flip that breaks the JSON (invalid UTF-8, a
+//!   structural character, a field of the wrong type) is detected and the file set aside; a
+//!   flip inside a value that stays valid (a letter of the body, a digit of the priority)
+//!   cannot be detected: the message is delivered as the file now says. Asserted: it is
+//!   exactly what the damaged file decodes to, the damage stays within that one message (one
+//!   file per message), and the sweep prints how many such flips there were.
+//! - **Truncation** (a torn write) of a message file is always detected, with or without the
+//!   field: no prefix of a JSON object is one. Asserted: every truncated message is set
+//!   aside, 0 accepted.
 //! - **Settings**: a damaged `ddmq.yaml` that is not YAML, or has a key of the wrong type, is
 //!   an error naming the file; one that stays valid (a digit of `message_timeout`) changes
 //!   that setting undetected. Asserted: settings damage never changes a message's content.
@@ -26,7 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use ddmq::format::Message;
+use ddmq::format::{Integrity, Message};
 use ddmq::{Broker, ConsumeOptions, Error, PublishOptions};
 use serde_json::Value;
 
@@ -69,7 +76,16 @@ impl Built {
     }
 }
 
-fn build() -> Built {
+/// How the message files of the tree are written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Writer {
+    /// By this crate: with the integrity field.
+    Ours,
+    /// As the Python original writes them (the same JSON without the integrity field).
+    Python,
+}
+
+fn build(writer: Writer) -> Built {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let broker = Broker::open(dir.path(), true).expect("create the root");
     broker.create_queue(QUEUE).expect("create the queue");
@@ -94,7 +110,17 @@ fn build() -> Built {
         if name.contains(".ddmq") {
             let rel = PathBuf::from(QUEUE).join(&name);
             let bytes = std::fs::read(root.join(&rel)).expect("read a message");
-            messages.push((rel.clone(), Message::decode(&bytes).expect("a message")));
+            let (m, integrity) = Message::decode_checked(&bytes).expect("a message");
+            assert_eq!(integrity, Integrity::Verified, "{}", rel.display());
+            if writer == Writer::Python {
+                let python = m.encode_without_checksum();
+                assert_eq!(
+                    Message::decode_checked(&python).expect("a message"),
+                    (m.clone(), Integrity::Absent)
+                );
+                std::fs::write(root.join(&rel), python).expect("rewrite a message");
+            }
+            messages.push((rel.clone(), m));
             files.push((rel, Vec::new()));
         }
     }
@@ -197,6 +223,8 @@ struct Counts {
     cases: usize,
     intact: usize,
     rejected: usize,
+    /// Of `rejected`: valid JSON with another content, caught by the integrity field only.
+    by_checksum: usize,
     /// Valid JSON/YAML with another value: undetectable without a checksum.
     undetected: usize,
 }
@@ -224,7 +252,10 @@ fn judge_message(built: &Built, damaged: &Path, bytes: &[u8], what: &str, counts
         .1;
     let delivered = got.iter().find(|(r, _)| r == damaged).map(|(_, m)| m);
     match (Message::decode(bytes), delivered) {
-        (Err(_), None) => {
+        (Err(e), None) => {
+            if e.0.contains("`ddmq_crc32c`") {
+                counts.by_checksum += 1;
+            }
             let aside = built
                 .root()
                 .join(".quarantine")
@@ -261,9 +292,8 @@ fn judge_message(built: &Built, damaged: &Path, bytes: &[u8], what: &str, counts
     }
 }
 
-#[test]
-fn every_bit_flip_of_a_message_file_is_set_aside_or_delivered_as_the_file_says() {
-    let built = build();
+/// Flips every bit of every message file of `built`, one at a time.
+fn flip_every_bit(built: &Built) -> Counts {
     let watchdog = Watchdog::new();
     let mut counts = Counts::default();
     for (rel, _) in &built.messages {
@@ -280,25 +310,55 @@ fn every_bit_flip_of_a_message_file_is_set_aside_or_delivered_as_the_file_says()
                 let mut bytes = original.clone();
                 bytes[offset] ^= 1 << bit;
                 built.restore(rel, &bytes);
-                judge_message(&built, rel, &bytes, &what, &mut counts);
+                judge_message(built, rel, &bytes, &what, &mut counts);
             }
         }
     }
-    eprintln!(
-        "ddmq message flips: {} cases, {} intact, {} rejected (set aside, never delivered), \
-         {} accepted undetected (valid JSON with another value; no checksum)",
-        counts.cases, counts.intact, counts.rejected, counts.undetected
-    );
     assert_eq!(
         counts.cases,
         counts.intact + counts.rejected + counts.undetected
     );
+    counts
+}
+
+#[test]
+fn every_bit_flip_of_a_message_file_we_wrote_is_harmless_or_set_aside() {
+    let counts = flip_every_bit(&build(Writer::Ours));
+    eprintln!(
+        "ddmq message flips (our files, with the integrity field): {} cases, {} harmless \
+         (same message), {} rejected (set aside, never delivered; {} of them valid JSON caught \
+         by the checksum only), {} accepted with changed content",
+        counts.cases, counts.intact, counts.rejected, counts.by_checksum, counts.undetected
+    );
+    assert_eq!(
+        counts.undetected, 0,
+        "damage delivered undetected: {counts:?}"
+    );
+    assert!(counts.by_checksum > 0, "{counts:?}");
+}
+
+#[test]
+fn every_bit_flip_of_a_python_message_file_is_set_aside_or_delivered_as_the_file_says() {
+    let counts = flip_every_bit(&build(Writer::Python));
+    eprintln!(
+        "ddmq message flips (Python-format files, no integrity field): {} cases, {} intact, \
+         {} rejected (set aside, never delivered), {} accepted undetected (valid JSON with \
+         another value; no checksum)",
+        counts.cases, counts.intact, counts.rejected, counts.undetected
+    );
+    assert_eq!(counts.by_checksum, 0, "{counts:?}");
     assert!(counts.rejected > counts.cases / 8, "{counts:?}");
 }
 
 #[test]
 fn every_truncation_of_a_message_file_is_set_aside() {
-    let built = build();
+    for writer in [Writer::Ours, Writer::Python] {
+        truncate_every_message(writer);
+    }
+}
+
+fn truncate_every_message(writer: Writer) {
+    let built = build(writer);
     let watchdog = Watchdog::new();
     let mut counts = Counts::default();
     for (rel, _) in &built.messages {
@@ -316,7 +376,11 @@ fn every_truncation_of_a_message_file_is_set_aside() {
         }
     }
     eprintln!(
-        "ddmq message truncations: {} cases, {} rejected (set aside), {} accepted",
+        "ddmq message truncations ({}): {} cases, {} rejected (set aside), {} accepted",
+        match writer {
+            Writer::Ours => "our files",
+            Writer::Python => "Python-format files",
+        },
         counts.cases,
         counts.rejected,
         counts.intact + counts.undetected
@@ -374,7 +438,7 @@ fn judge_settings(built: &Built, damaged: &Path, what: &str, counts: &mut Counts
 
 #[test]
 fn every_bit_flip_and_truncation_of_the_settings_files_keeps_messages_intact() {
-    let built = build();
+    let built = build(Writer::Ours);
     let before = {
         let broker = Broker::open(built.root(), false).expect("open");
         format!("{:?}", broker.settings(Some(QUEUE)).expect("settings"))

@@ -136,6 +136,116 @@ for m in msgs:
     assert_eq!((v.waiting, v.at_work), (1, 1));
 }
 
+/// Our files carry the integrity field: Python reads them (and can recompute the checksum
+/// from the documented canonical encoding), consumes and requeues them; its requeued copies
+/// lack the field and we accept them; ours requeued again carry it again.
+#[test]
+fn python_reads_and_requeues_files_with_the_integrity_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let b = Broker::open(&root, true).unwrap();
+    b.create_queue("q").unwrap();
+    let o = quiet().requeue(Requeue::Yes).timeout(30.0);
+    b.publish("q", "caf\u{e9} \u{1F600}", &o.clone().priority(1))
+        .unwrap();
+    b.publish(
+        "q",
+        serde_json::json!({"b": [1.5, null], "a": "x"}),
+        &o.clone().priority(2).timeout(2.5),
+    )
+    .unwrap();
+    b.publish(
+        "q",
+        "with extras",
+        &o.clone()
+            .priority(3)
+            .extra("x-trace", serde_json::json!([1, 2])),
+    )
+    .unwrap();
+    let out = py(&format!(
+        "{}
+def crc32c(data):
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+qdir = os.path.join(b.root, 'q')
+for name in sorted(os.listdir(qdir)):
+    if '.ddmq' not in name: continue
+    raw = open(os.path.join(qdir, name)).read()
+    d = json.loads(raw)
+    seal = d.pop('ddmq_crc32c')
+    canonical = json.dumps(d, sort_keys=True, separators=(',', ':'))
+    assert seal == 'crc32c:%08x' % crc32c(canonical.encode('ascii')), (seal, canonical)
+    assert json.dumps(ddmq.message.json2msg(json.loads(raw)).__dict__) == raw, raw
+msgs = b.consume('q', n=10, clean=False)
+print(json.dumps(sorted([[m.priority, json.dumps(m.message), m.timeout] for m in msgs])))
+for m in msgs:
+    b.nack('q', m.filename, requeue=True, clean=False)
+",
+        prelude(&root)
+    ));
+    let got: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        got,
+        serde_json::json!([
+            [1, "\"caf\\u00e9 \\ud83d\\ude00\"", 30],
+            [2, r#"{"a": "x", "b": [1.5, null]}"#, 2.5],
+            [3, "\"with extras\"", 30]
+        ])
+    );
+    // Python's requeued copies: a fresh file from the ten fields, without the field.
+    let mut names: Vec<String> = fs::read_dir(root.join("q"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains(".ddmq"))
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 3, "{names:?}");
+    for name in &names {
+        let bytes = fs::read(root.join("q").join(name)).unwrap();
+        let (m, integrity) = ddmq::format::Message::decode_checked(&bytes).unwrap();
+        assert_eq!(integrity, ddmq::format::Integrity::Absent, "{name}");
+        assert_eq!(m.requeue_counter, 1, "{name}");
+    }
+    let mut texts = Vec::new();
+    for d in b.consume("q", 10).unwrap() {
+        assert_eq!(d.message.requeue_counter, 1);
+        texts.push(d.message.text());
+        assert!(matches!(d.nack(None).unwrap(), AckOutcome::Requeued { .. }));
+    }
+    texts.sort();
+    assert_eq!(
+        texts,
+        [
+            "caf\u{e9} \u{1F600}",
+            "with extras",
+            r#"{"a": "x", "b": [1.5, null]}"#
+        ]
+    );
+    // Our requeued copies carry the field again, and Python still reads them.
+    for entry in fs::read_dir(root.join("q")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().contains(".ddmq") {
+            let bytes = fs::read(&path).unwrap();
+            let (_, integrity) = ddmq::format::Message::decode_checked(&bytes).unwrap();
+            assert_eq!(
+                integrity,
+                ddmq::format::Integrity::Verified,
+                "{}",
+                path.display()
+            );
+        }
+    }
+    let out = py(&format!(
+        "{}\nms = b.consume('q', n=10, clean=False)\nprint(sorted(m.requeue_counter for m in ms))\n",
+        prelude(&root)
+    ));
+    assert_eq!(out.trim(), "[2, 2, 2]");
+}
+
 #[test]
 fn expiry_and_requeue_by_either_side() {
     let dir = tempfile::tempdir().unwrap();
