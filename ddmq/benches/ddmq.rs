@@ -56,10 +56,10 @@ impl Plan {
                 quick,
                 n: 1000,
                 reps: 2,
-                durable_budget: Duration::from_secs(3),
+                durable_budget: Duration::from_secs(2),
                 durable_max: 2_000,
                 backlog: 10_000,
-                consume_samples: 300,
+                consume_samples: 200,
             }
         } else {
             Plan {
@@ -79,6 +79,19 @@ fn scratch() -> tempfile::TempDir {
     let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
     fs::create_dir_all(base).unwrap();
     tempfile::tempdir_in(base).unwrap()
+}
+
+/// `n` with thousands separators (`100,000`).
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn median(v: &[Duration]) -> Duration {
@@ -222,7 +235,10 @@ fn publish_consume(plan: &Plan, python: Result<PathBuf, String>) -> Scenario {
     let n = plan.n;
     let mut sc = Scenario::new(
         "publish_consume",
-        &format!("Publish {n}, then consume + ack {n} (non-durable, defaults)"),
+        &format!(
+            "Publish {}, then consume + ack them (non-durable, defaults)",
+            thousands(n)
+        ),
     );
     let (mut ours, mut floor) = (Vec::new(), Vec::new());
     for _ in 0..plan.reps {
@@ -411,13 +427,13 @@ fn consume_at(
 }
 
 fn consume_backlog(plan: &Plan) -> Scenario {
-    let big = plan.backlog;
+    let big = thousands(plan.backlog);
     let mut sc = Scenario::new(
         "consume_backlog",
         "Consume latency: consume(1) + ack at a steady backlog",
     );
     let (small, floor, first_small) = consume_at(100, plan.consume_samples, true);
-    let (large, _, first_large) = consume_at(big, plan.consume_samples, false);
+    let (large, _, first_large) = consume_at(plan.backlog, plan.consume_samples, false);
     let (s50, f50, l50) = (us(median(&small)), us(median(&floor)), us(median(&large)));
     sc.rows.push(
         Row::new(
@@ -468,8 +484,8 @@ fn consume_backlog(plan: &Plan) -> Scenario {
     sc
 }
 
-fn print(sc: &Scenario) {
-    println!("\n{} — {}", sc.name, sc.title);
+fn print(sc: &Scenario, took: Duration) {
+    println!("\n{} — {} ({took:.1?})", sc.name, sc.title);
     for r in &sc.rows {
         let mut line = format!("  {}: {:.1} {}", r.measure, r.value, r.unit);
         if let (Some(b), Some(v), Some(x)) = (&r.baseline, r.baseline_value, r.ratio) {
@@ -506,18 +522,21 @@ fn main() {
     };
     report
         .setting("experiment size N", plan.n)
-        .setting("large backlog", plan.backlog)
+        .setting("large backlog", thousands(plan.backlog))
         .setting("files", "on the target directory's file system");
     let python = python(&mut report);
     let started = Instant::now();
+    let t = Instant::now();
     let sc = publish_consume(&plan, python);
-    print(&sc);
+    print(&sc, t.elapsed());
     report.scenarios.push(sc);
+    let t = Instant::now();
     let sc = durable_publish(&plan);
-    print(&sc);
+    print(&sc, t.elapsed());
     report.scenarios.push(sc);
+    let t = Instant::now();
     let sc = consume_backlog(&plan);
-    print(&sc);
+    print(&sc, t.elapsed());
     report.scenarios.push(sc);
     println!(
         "\nddmq bench: {:.1?} of measuring (the venv set-up excluded)",

@@ -229,6 +229,19 @@ fn puts(port: u16, clients: usize, per_client: u64) -> Result<Duration, String> 
     result.map(|()| elapsed)
 }
 
+/// `n` with thousands separators (`10,000`).
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 fn percentile(v: &[Duration], p: f64) -> Duration {
     let mut v = v.to_vec();
     v.sort();
@@ -412,7 +425,10 @@ fn memory(plan: &Plan, python: Option<&Path>, python_err: Option<&str>) -> Scena
     let n = plan.memory_messages;
     let mut sc = Scenario::new(
         "memory",
-        &format!("Server memory at steady state, holding {n} messages of 64 B"),
+        &format!(
+            "Server memory at steady state, holding {} messages of 64 B",
+            thousands(n)
+        ),
     );
     let ours = rust_server_process().and_then(|s| load_memory(&s, n));
     let py = match (python, python_err) {
@@ -437,7 +453,7 @@ fn memory(plan: &Plan, python: Option<&Path>, python_err: Option<&str>) -> Scena
     )
     .floor("the message text itself", MESSAGE.len() as f64);
     let mut total = Row::new(
-        &format!("server resident memory holding {n} messages"),
+        &format!("server resident memory holding {} messages", thousands(n)),
         mib(held),
         "MiB",
         Better::Lower,
@@ -465,8 +481,8 @@ fn memory(plan: &Plan, python: Option<&Path>, python_err: Option<&str>) -> Scena
     sc
 }
 
-fn print(sc: &Scenario) {
-    println!("\n{} — {}", sc.name, sc.title);
+fn print(sc: &Scenario, took: Duration) {
+    println!("\n{} — {} ({took:.1?})", sc.name, sc.title);
     for r in &sc.rows {
         let mut line = format!("  {}: {:.1} {}", r.measure, r.value, r.unit);
         if let (Some(b), Some(v), Some(x)) = (&r.baseline, r.baseline_value, r.ratio) {
@@ -504,7 +520,10 @@ fn main() {
     report
         .setting("message", "64 B")
         .setting("server", "in-process, 2-thread tokio runtime, loopback")
-        .setting("memory load", format!("{} messages", plan.memory_messages));
+        .setting(
+            "memory load",
+            format!("{} messages", thousands(plan.memory_messages)),
+        );
 
     let setup = Instant::now();
     let venv = pyvenv::venv("1.0.0");
@@ -546,20 +565,23 @@ fn main() {
     runtime.spawn(null_server(null_listener));
     let python = venv.clone().and_then(|py| python_server(&py));
 
+    let t = Instant::now();
     let sc = round_trip(&plan, ours, floor, &python);
-    print(&sc);
+    print(&sc, t.elapsed());
     report.scenarios.push(sc);
+    let t = Instant::now();
     let sc = put_rates(&plan, ours, floor, &python);
-    print(&sc);
+    print(&sc, t.elapsed());
     report.scenarios.push(sc);
     drop(python);
     handle.shutdown();
+    let t = Instant::now();
     let sc = memory(
         &plan,
         venv.as_ref().ok().map(|p| p.as_path()),
         venv.as_ref().err().map(String::as_str),
     );
-    print(&sc);
+    print(&sc, t.elapsed());
     report.scenarios.push(sc);
     println!(
         "\ndsmq bench: {:.1?} of measuring (the venv set-up excluded)",
