@@ -13,12 +13,13 @@
 //!   frames the Python server sends, read by a bare WebSocket client, compared byte for byte
 //!   with ours (the reference exchange of the specification).
 
+#[path = "support/pyvenv.rs"]
+mod pyvenv;
 mod support;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use dsmq::format::{self, Request};
@@ -26,136 +27,9 @@ use tungstenite::Message;
 
 const VERSIONS: [&str; 2] = ["1.0.0", "1.4.1"];
 
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
-}
-
-fn run_ok(cmd: &mut Command, what: &str) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Whether `python` runs and is at least 3.10 (Python dsmq requires it).
-fn usable(python: &Path) -> bool {
-    Command::new(python)
-        .args([
-            "-c",
-            "import sys, venv; sys.exit(0 if sys.version_info >= (3, 10) else 1)",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// A Python >= 3.10 with `venv`, installed through apt-get if none is found.
-fn python() -> PathBuf {
-    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
-    PYTHON
-        .get_or_init(|| {
-            if let Some(p) = std::env::var_os("DSMQ_PYTHON") {
-                let p = PathBuf::from(p);
-                assert!(
-                    usable(&p),
-                    "DSMQ_PYTHON={} is not a Python >= 3.10 with venv",
-                    p.display()
-                );
-                return p;
-            }
-            let mut candidates = vec![PathBuf::from("python3")];
-            if let Some(home) = std::env::var_os("HOME") {
-                for v in ["3.12", "3.11", "3.13", "3.10"] {
-                    let dir = Path::new(&home).join(".pyenv/versions");
-                    if let Ok(entries) = std::fs::read_dir(&dir) {
-                        let mut found: Vec<PathBuf> = entries
-                            .filter_map(Result::ok)
-                            .filter(|e| e.file_name().to_string_lossy().starts_with(v))
-                            .map(|e| e.path().join("bin/python"))
-                            .collect();
-                        found.sort();
-                        candidates.extend(found);
-                    }
-                }
-            }
-            if let Some(p) = candidates.iter().find(|p| usable(p)) {
-                return p.clone();
-            }
-            // Install Debian's python3 (CI machines are Debian; we run as root there).
-            let apt = |args: &[&str]| {
-                run_ok(
-                    Command::new("apt-get")
-                        .args(args)
-                        .env("DEBIAN_FRONTEND", "noninteractive"),
-                    "apt-get (install python3 and python3-venv yourself, or set DSMQ_PYTHON)",
-                );
-            };
-            apt(&["update"]);
-            apt(&[
-                "install",
-                "-y",
-                "-o",
-                "DPkg::Lock::Timeout=600",
-                "python3",
-                "python3-venv",
-            ]);
-            let p = PathBuf::from("/usr/bin/python3");
-            assert!(
-                usable(&p),
-                "python3 from apt is older than 3.10: set DSMQ_PYTHON to a Python >= 3.10"
-            );
-            p
-        })
-        .clone()
-}
-
 /// The venv's python with `dsmq==version` installed (created once, then reused).
 fn venv(version: &str) -> PathBuf {
-    static LOCK: Mutex<()> = Mutex::new(());
-    let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = target_dir().join(format!("dsmq-interop/venv-{version}"));
-    let py = dir.join("bin/python");
-    let check = format!(
-        "import dsmq.client, importlib.metadata as m; assert m.version('dsmq') == '{version}'"
-    );
-    let ready = || {
-        Command::new(&py)
-            .args(["-c", &check])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if ready() {
-        return py;
-    }
-    run_ok(
-        Command::new(python())
-            .args(["-m", "venv", "--clear"])
-            .arg(&dir),
-        "creating the venv",
-    );
-    let mut pip = Command::new(dir.join("bin/pip"));
-    pip.args(["install", "--quiet", "--disable-pip-version-check"]);
-    if let Some(wheels) = std::env::var_os("DSMQ_PY_WHEELHOUSE") {
-        pip.arg("--no-index").arg("--find-links").arg(wheels);
-    }
-    pip.arg(format!("dsmq=={version}"));
-    run_ok(&mut pip, &format!("pip install dsmq=={version}"));
-    assert!(
-        ready(),
-        "dsmq {version} is not importable after pip install"
-    );
-    py
+    pyvenv::venv(version).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A child process killed (and reaped) when dropped, also when the test fails.
