@@ -13,7 +13,7 @@
 //! are listed in the scenario's `skipped` with the reason.
 //!
 //! Environment:
-//! - `DDMQ_BENCH_QUICK=1`: a short run (N = 1000 instead of 5000, a backlog of 10,000
+//! - `DDMQ_BENCH_QUICK=1`: a short run (N = 500 instead of 5000, one repetition, a backlog of 5,000
 //!   instead of 100,000, fewer samples; about 20 s of measuring).
 //! - `DDMQ_BENCH_REPORT=PATH`: write the JSON report there.
 //! - `DDMQ_BENCH_PYTHON=PATH`: a python with ddmq 0.9.14 to use instead of the venv.
@@ -54,11 +54,11 @@ impl Plan {
         if quick {
             Plan {
                 quick,
-                n: 1000,
-                reps: 2,
+                n: 500,
+                reps: 1,
                 durable_budget: Duration::from_secs(2),
                 durable_max: 2_000,
-                backlog: 10_000,
+                backlog: 5_000,
                 consume_samples: 100,
             }
         } else {
