@@ -16,8 +16,9 @@
 //!   child processes it starts (the echo and producer peers); not for users.
 //!
 //! Run with `cargo bench -p shmq --bench shmq`. The Go rows need `go` and Debian's
-//! `golang-golang-x-sys-dev` (`cargo test -p shmq --test go_interop` installs both); without
-//! them the report lists the Go rows under `skipped`, with the reason.
+//! `golang-golang-x-sys-dev`: the bench installs both with apt-get when they are missing, as
+//! the interop tests do; if that fails, the report lists the Go rows under `skipped`, with the
+//! reason.
 
 #[path = "../tests/support/go.rs"]
 #[allow(dead_code, unreachable_pub)]
@@ -318,7 +319,18 @@ fn main() {
         .setting("round trips per park latency case", park_rounds)
         .setting("messages per streaming case", messages)
         .setting("ping-pong ring", "64 slots per direction");
-    let have_go = go::have_go();
+    // The original is installed like the interop tests install it; a failure leaves the Go
+    // rows skipped with the reason.
+    let go_installed = go::have_go().then_some(()).ok_or(()).or_else(|()| {
+        std::panic::catch_unwind(go::install_go).map_err(|panic| {
+            panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "the installation panicked".into())
+        })
+    });
+    let have_go = go_installed.is_ok() && go::have_go();
 
     // ---- spin ----
     let floor = Latency::from_round_trips(cache_line_floor(rounds, rounds / 10));
@@ -421,9 +433,12 @@ fn main() {
             ));
         } else {
             spin.skipped.push(format!(
-                "Go shqueue (the original), format G, {bytes} B: `go` or golang.org/x/sys is not \
-                 installed (`cargo test -p shmq --test go_interop` installs golang-go and \
-                 golang-golang-x-sys-dev)"
+                "Go shqueue (the original), format G, {bytes} B: `go` or golang.org/x/sys could \
+                 not be installed ({})",
+                go_installed
+                    .as_ref()
+                    .err()
+                    .map_or("not found after installing", String::as_str)
             ));
         }
         spin.rows.extend(latency_rows(

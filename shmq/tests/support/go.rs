@@ -36,7 +36,7 @@ pub fn have_go() -> bool {
 }
 
 /// Installs Go and x/sys from Debian if needed (once per process; apt serialises processes).
-fn install_go() {
+pub fn install_go() {
     if have_go() {
         return;
     }
