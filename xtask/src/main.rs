@@ -4,7 +4,8 @@
 //!   backend × case table (pass / FAIL / n/a); exits non-zero on any failure.
 //! - `ci`: the whole test gate, as CI runs it.
 //! - `bench [--quick]`: benchmarks against same-run baselines, written to `docs/bench.md`.
-//! - `crash [--rounds N]`: the long kill -9 sweeps.
+//! - `crash [--kills N] [--seed S] [--report]`: the shared kill -9 harness of every durable
+//!   backend (docs/reliability.md); `crash --sweeps [--rounds N]`: the crates' own sweeps.
 
 #![forbid(unsafe_code)]
 
@@ -37,7 +38,8 @@ enum Command {
     /// Run the whole test gate: fmt check, clippy -D warnings, all tests with all features,
     /// the feature-off clippy and tests, docs with warnings denied, and the conformance table.
     Ci,
-    /// Run the long crash sweeps: kill -9 of writer processes at random points, many rounds.
+    /// Kill -9 producer and consumer processes of every durable backend N times, then audit
+    /// (lost, duplicated, torn, order); `--sweeps`: the backend crates' own crash sweeps.
     Crash(crash::Args),
     /// Benchmark duraqueue against baselines measured in the same run (spec §5.5), write
     /// docs/bench.md and print its tables.
