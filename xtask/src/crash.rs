@@ -24,7 +24,8 @@ pub(crate) struct Args {
     /// Write docs/reliability.md (always done by a full run: every backend, ≥ 1000 kills).
     #[arg(long, conflicts_with = "sweeps")]
     report: bool,
-    /// Build the child binary in the dev profile (CI reuses the test build) instead of release.
+    /// Use the child binary of the dev-profile test build (`cargo test --workspace
+    /// --all-features`, which CI has just run) instead of a release build.
     #[arg(long, conflicts_with = "sweeps")]
     debug: bool,
     /// Run the backend crates' own crash sweeps instead (`cargo test --release --test crash`).
@@ -147,9 +148,21 @@ fn harness(args: &Args) -> Result<ExitCode> {
     let profile = if args.debug { "debug" } else { "release" };
     eprintln!("==> xtask crash: building mq-crash ({profile})");
     let mut build = cargo();
-    build.args(["build", "--package", "mq-facade", "--features", "cli", "--bin", "mq-crash"]);
-    if !args.debug {
-        build.arg("--release");
+    if args.debug {
+        // Exactly the build of `cargo test --workspace --all-features` (which builds the
+        // package's binaries too): right after CI's test step there is nothing to compile.
+        build.args(["test", "--workspace", "--all-features", "--no-run"]);
+    } else {
+        build.args([
+            "build",
+            "--release",
+            "--package",
+            "mq-facade",
+            "--features",
+            "cli",
+            "--bin",
+            "mq-crash",
+        ]);
     }
     if !build.status().context("cannot run cargo")?.success() {
         anyhow::bail!("cannot build mq-crash");

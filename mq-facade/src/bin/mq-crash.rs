@@ -46,8 +46,8 @@ struct ProduceArgs {
     #[arg(long)]
     run: u64,
     /// The producer's log (appended).
-    #[arg(long = "producer-log")]
-    log: PathBuf,
+    #[arg(long)]
+    producer_log: PathBuf,
     /// Most messages per flush (each batch has 1..=N, chosen from the run and sequence).
     #[arg(long, default_value_t = 8)]
     max_batch: u64,
@@ -66,8 +66,8 @@ struct ProduceArgs {
 #[derive(clap::Args, Clone)]
 struct ConsumeArgs {
     /// The consumer's log (appended).
-    #[arg(long = "consumer-log")]
-    log: PathBuf,
+    #[arg(long)]
+    consumer_log: PathBuf,
     /// Exit (status 0) once no message came for this many seconds (default: until killed).
     #[arg(long)]
     idle: Option<f64>,
@@ -222,7 +222,7 @@ fn verify(p: &[u8]) -> Result<(u64, u64), String> {
 }
 
 fn produce(url: &str, args: &ProduceArgs) -> Result<(), Failure> {
-    let mut log = Log::open(&args.log)?;
+    let mut log = Log::open(&args.producer_log)?;
     let run = args.run;
     log.line(format!("P {run}"))?;
     let mut tx = mq_facade::open_producer(url)?;
@@ -254,7 +254,7 @@ fn produce(url: &str, args: &ProduceArgs) -> Result<(), Failure> {
 }
 
 fn consume(url: &str, args: &ConsumeArgs) -> Result<(), Failure> {
-    let mut log = Log::open(&args.log)?;
+    let mut log = Log::open(&args.consumer_log)?;
     let mut rx = mq_facade::open_consumer(url)?;
     let idle = args.idle.map(Duration::from_secs_f64);
     let slice = Duration::from_millis(200);
