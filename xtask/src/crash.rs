@@ -222,10 +222,15 @@ fn harness(args: &Args) -> Result<ExitCode> {
         .map(|o| o.backend)
         .collect();
     Ok(if failed.is_empty() {
-        eprintln!("xtask crash: every durable-acked message delivered, none twice after its ack, none torn, in order");
+        eprintln!(
+            "xtask crash: every durable-acked message delivered, none twice after its ack, none torn, in order"
+        );
         ExitCode::SUCCESS
     } else {
-        eprintln!("xtask crash: FAILED for {} (seed {seed})", failed.join(", "));
+        eprintln!(
+            "xtask crash: FAILED for {} (seed {seed})",
+            failed.join(", ")
+        );
         ExitCode::FAILURE
     })
 }
