@@ -269,6 +269,25 @@ fn machine() -> String {
     )
 }
 
+/// What the harness found and what was done about it (kept in the report).
+const DEFECTS_FOUND: &str = "\n## Defects this harness found\n\n\
+- **ddmq, duplicate after ack** (fixed): a requeue (a claim whose ack timeout passed, or a \
+  nack) took the claim as `work/.reap.*`, published a copy and then removed the private \
+  file. A consumer killed between the two left both; after `reap_grace` another consumer \
+  finished the private file and published the message again, after its copy had been \
+  delivered and acked (1 in 1000 kills). Now the private file is replaced by the copy and \
+  one rename publishes it and removes it together (`ddmq/tests/api.rs`: \
+  `a_reaper_killed_after_preparing_its_copy_publishes_it_once`).\n\
+- **amqp, duplicates after ack** (fixed): AMQP 0-9-1 has no reply to `basic.ack`, and the \
+  adapter's `ack` returned once the frame was handed to the connection; a consumer killed \
+  right after lost up to 40 returned acks at once under load, and the broker redelivered \
+  them (39 in 1000 kills). `ack` and `nack` now return after a `basic.qos` round trip on \
+  the same channel, which the broker answers only after handling the ack (one round trip \
+  per ack; `mq-facade/tests/amqp.rs`: `an_ack_that_returned_holds_when_the_process_dies_at_once`).\n\
+- **ddmq, late messages**: a requeue killed after taking the claim leaves the message in \
+  `work/.reap.*` until a consumer finishes it after `reap_grace` (60 s); documented \
+  behaviour, so the harness drains a second time for 65 s when a message is missing.\n";
+
 fn report(command: &str, table: &str, outcomes: &[kills::Outcome]) -> String {
     let mut out = String::new();
     out.push_str("# Reliability: kill -9 from outside\n\n");
@@ -325,6 +344,7 @@ fn report(command: &str, table: &str, outcomes: &[kills::Outcome]) -> String {
     for b in kills::BACKENDS {
         out.push_str(&format!("- **{}**: {}.\n", b.name, b.promise));
     }
+    out.push_str(DEFECTS_FOUND);
     out.push_str(
         "\nThe backend crates also have their own, finer crash tests (killing a writer inside \
          its critical windows): `cargo xtask crash --sweeps [--rounds N] [--only NAME]`.\n",
