@@ -1266,6 +1266,12 @@ impl Broker {
                 return Ok(AckOutcome::Quarantined { path: to });
             }
         };
+        if m.filename != waiting && WaitingName::parse(&m.filename).is_ok() {
+            // A copy its reaper had prepared (see below) before it was killed: publish it
+            // as it is, once.
+            self.publish_private(qs, private, &m)?;
+            return Ok(AckOutcome::Requeued { name: m.filename });
+        }
         let requeue = match how {
             Settle::Requeue | Settle::Release => true,
             Settle::Delete => false,
@@ -1296,13 +1302,35 @@ impl Broker {
                 copy.queue_number = w.number;
                 copy.priority = w.priority;
                 copy.id = w.id;
-                self.put_as(qs, &copy)?;
             } else {
-                self.put(qs, &mut copy)?;
+                copy.queue_number = self.next_number();
+                copy.filename = WaitingName {
+                    priority: copy.priority,
+                    number: copy.queue_number.clone(),
+                    id: copy.id.clone(),
+                }
+                .to_string();
             }
-            AckOutcome::Requeued {
+            // The private file becomes the copy (one atomic replace), and one rename then
+            // publishes it and removes the private file together. Publishing a separate copy
+            // and then removing the private file would let a reaper killed in between leave
+            // both, and whoever finished the private file later would deliver the message a
+            // second time, after its copy had been acked. A crash before the replace leaves
+            // the old content (finished as usual); after it, the prepared copy (its
+            // `filename` is no longer the claimed one: published as is, above).
+            let tmp = qs
+                .work
+                .join(format!("{TMP_PREFIX}{}.{}", std::process::id(), uuid_hex()));
+            self.inner.sync.write_new(&tmp, &copy.encode())?;
+            if let Err(e) = fs::rename(&tmp, private) {
+                let _ = fs::remove_file(&tmp);
+                return Err(io("rename", private)(e));
+            }
+            self.inner.sync.sync_dir(&qs.work)?;
+            self.publish_private(qs, private, &copy)?;
+            return Ok(AckOutcome::Requeued {
                 name: copy.filename,
-            }
+            });
         } else {
             AckOutcome::Deleted
         };
@@ -1313,6 +1341,29 @@ impl Broker {
         }
         self.inner.sync.sync_dir(&qs.work)?;
         Ok(outcome)
+    }
+
+    /// Publishes the private file `private`, which holds `m`, under `m.filename` by renaming
+    /// it into the queue directory (it is gone from `work/` in the same step).
+    fn publish_private(&self, qs: &QueueState, private: &Path, m: &Message) -> Result<()> {
+        let name = WaitingName::parse(&m.filename).map_err(|e| Error::BadName {
+            name: m.filename.clone(),
+            detail: e.0,
+        })?;
+        let target = qs.dir.join(&m.filename);
+        let before = dir_mtime(&qs.dir);
+        {
+            let mut idx = lock(&qs.index);
+            fs::rename(private, &target).map_err(io("rename", private))?;
+            if idx.scanned.is_some() {
+                idx.keys.insert(name.key(self.inner.opts.order));
+                if before.is_some() && idx.mtime == before {
+                    idx.mtime = dir_mtime(&qs.dir);
+                }
+            }
+        }
+        self.inner.sync.sync_dir(&qs.dir)?;
+        self.inner.sync.sync_dir(&qs.work)
     }
 
     /// Deletes one message file by path (waiting or claimed). `Ok(false)` if it was not there.

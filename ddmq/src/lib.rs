@@ -33,11 +33,12 @@
 //!   number of concurrent consumers (threads, processes, machines) exactly one rename wins, a
 //!   lost one moves on to the next message, and every claimed message is returned.
 //! - **No duplicate requeue**: a cleaner or a nack first renames the claimed file to a private
-//!   `work/.reap.UUID.…` name (one winner), then publishes the copy, then removes it. A reaper
-//!   killed in between leaves the private file, which the next clean takes over (again by a
-//!   rename, one winner) and finishes after [`BrokerOptions::reap_grace`], as its reaper was
-//!   asked (at-least-once: a reaper killed after its copy and before its unlink leaves one
-//!   duplicate).
+//!   `work/.reap.UUID.…` name (one winner), replaces its content with the copy, then renames
+//!   it into the queue: publishing the copy and removing the private file are one step. A
+//!   reaper killed in between leaves the private file (with the old content or the prepared
+//!   copy), which the next clean takes over (again by a rename, one winner) and finishes after
+//!   [`BrokerOptions::reap_grace`], as its reaper was asked: the message comes back once,
+//!   late, never twice.
 //! - **Order**: by default priorities compare as numbers (2 before 10), then the queue number
 //!   as a decimal (older first), then the id ([`Order::Numeric`]); [`Order::Lexicographic`]
 //!   reproduces the original's string sort. Queue numbers are strictly increasing per process.

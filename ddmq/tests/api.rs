@@ -448,6 +448,70 @@ fn a_dead_reapers_file_is_finished_after_the_grace_period() {
 }
 
 #[test]
+fn a_reaper_killed_after_preparing_its_copy_publishes_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(dir.path());
+    b.publish("q", "taken", &quiet().requeue(Requeue::Yes))
+        .unwrap();
+    let d = b.consume("q", 1).unwrap().pop().unwrap();
+    let claimed = d.claimed_name().to_owned();
+    let c = format::ClaimedName::parse(&claimed).unwrap();
+    // What a requeue leaves when killed between replacing its private file with the copy
+    // and publishing it: the private name is the claim's, the content is the copy's.
+    let mut copy = format::Message::decode(&fs::read(d.path()).unwrap()).unwrap();
+    copy.requeue_counter += 1;
+    copy.queue_number = format!("{}9", c.waiting.number);
+    copy.filename = format!(
+        "{}.{}.ddmq{}",
+        c.waiting.priority, copy.queue_number, copy.id
+    );
+    let private = format!(
+        ".reap.0123-r.{}.{}.{}.{}",
+        c.expiry, c.waiting.priority, c.waiting.number, c.waiting.id
+    );
+    let work = dir.path().join("q/work");
+    fs::write(work.join(&private), copy.encode()).unwrap();
+    fs::remove_file(d.path()).unwrap();
+    assert_eq!(d.ack().unwrap(), AckOutcome::Missing);
+    let b = Broker::open_with(
+        dir.path(),
+        BrokerOptions::default().reap_grace(Duration::ZERO),
+    )
+    .unwrap();
+    assert_eq!(b.clean("q", true).unwrap().requeued, 1);
+    // Published as prepared: its own name, counted once; nothing is left to publish again.
+    let names: Vec<_> = fs::read_dir(dir.path().join("q"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains(".ddmq"))
+        .collect();
+    assert_eq!(names, [copy.filename.clone()]);
+    assert_eq!(fs::read_dir(&work).unwrap().count(), 0);
+    let again = b.consume("q", 1).unwrap().pop().unwrap();
+    assert_eq!(again.message.requeue_counter, 1);
+    assert_eq!(again.ack().unwrap(), AckOutcome::Deleted);
+    assert_eq!(b.clean("q", true).unwrap().requeued, 0);
+    assert!(b.consume("q", 1).unwrap().is_empty());
+}
+
+#[test]
+fn a_requeue_leaves_nothing_in_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(dir.path());
+    b.publish("q", "back", &quiet().requeue(Requeue::Yes))
+        .unwrap();
+    let d = b.consume("q", 1).unwrap().pop().unwrap();
+    assert!(matches!(
+        d.nack(Some(true)).unwrap(),
+        AckOutcome::Requeued { .. }
+    ));
+    assert_eq!(fs::read_dir(dir.path().join("q/work")).unwrap().count(), 0);
+    let again = b.consume("q", 1).unwrap();
+    assert_eq!(bodies(&again), ["back"]);
+    assert!(again[0].redelivered());
+}
+
+#[test]
 fn the_index_sees_files_other_processes_drop_in() {
     let dir = tempfile::tempdir().unwrap();
     let b = broker(dir.path());

@@ -254,6 +254,76 @@ fn child_consumer_role() {
     std::thread::sleep(Duration::from_secs(120));
 }
 
+/// The child role of [`an_ack_that_returned_holds_when_the_process_dies_at_once`]: receives
+/// and acknowledges `MQ_AMQP_ACK_CHILD_COUNT` messages, says so, and dies on the spot
+/// (abort: no destructor, no close; the kernel resets the connection, dropping whatever
+/// was still in its send buffer).
+#[test]
+fn child_ack_then_die_role() {
+    let Ok(url) = std::env::var("MQ_AMQP_ACK_CHILD_URL") else {
+        return; // Only as the child process.
+    };
+    let count: usize = std::env::var("MQ_AMQP_ACK_CHILD_COUNT")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut rx = mq_facade::open_consumer(&url).unwrap();
+    let mut acked = Vec::new();
+    for _ in 0..count {
+        let m = rx.recv_timeout(PATIENCE).unwrap().expect("a message");
+        rx.ack(m.tag()).unwrap();
+        acked.push(String::from_utf8(m.payload).unwrap());
+    }
+    println!("acked {}", acked.join(","));
+    std::process::abort();
+}
+
+/// Found by `cargo xtask crash --kills 1000` (39 messages delivered again after their acks
+/// had returned): AMQP 0-9-1 has no reply to `basic.ack`, so an `ack` that returned once its
+/// frame was queued could die with the process. The race depends on scheduling (it showed
+/// under heavy load), so this test guards the property rather than forcing the race.
+#[test]
+fn an_ack_that_returned_holds_when_the_process_dies_at_once() {
+    let (_node, broker) = shared();
+    let queue = unique("ackdie");
+    let url = broker.url(&queue, "");
+    let mut tx = mq_facade::open_producer(&url).unwrap();
+    for i in 0..100 {
+        tx.send(format!("job-{i:03}").as_bytes()).unwrap();
+    }
+    tx.flush(Durability::Synced).unwrap();
+    // A prefetch larger than what the child acks: unread deliveries in its socket make the
+    // kernel reset the connection when the process dies.
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_ack_then_die_role",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("MQ_AMQP_ACK_CHILD_URL", broker.url(&queue, "prefetch=60"))
+        .env("MQ_AMQP_ACK_CHILD_COUNT", "40")
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the child must die by abort");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let start = text.find("acked ").expect("the child acked") + "acked ".len();
+    let line = text[start..].lines().next().unwrap_or_default();
+    let acked: HashSet<String> = line.trim().split(',').map(str::to_owned).collect();
+    assert_eq!(acked.len(), 40, "{text}");
+
+    let mut rx = mq_facade::open_consumer(&url).unwrap();
+    let back = drain(rx.as_mut(), Duration::from_secs(3));
+    let again: Vec<&String> = back
+        .iter()
+        .map(|(p, _)| p)
+        .filter(|p| acked.contains(*p))
+        .collect();
+    assert!(again.is_empty(), "acked, then delivered again: {again:?}");
+    assert_eq!(back.len(), 60, "{back:?}");
+}
+
 /// A child process that is killed and reaped however the test ends.
 struct Reaped(std::process::Child);
 

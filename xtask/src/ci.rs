@@ -91,6 +91,12 @@ fn steps() -> Vec<Step> {
         doc,
         loom,
         step("conformance table", &["xtask", "conformance"]),
+        // The shared kill -9 harness, short: 20 kills per durable backend (amqp included) on
+        // the child binary the test step built.
+        step(
+            "kill -9 harness, 20 kills per backend",
+            &["xtask", "crash", "--kills", "20", "--debug"],
+        ),
     ]
 }
 

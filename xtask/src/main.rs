@@ -5,7 +5,8 @@
 //! - `ci`: the whole test gate, as CI runs it.
 //! - `bench [--quick] [--only NAME[,NAME]] [--output PATH]`: every bench of the workspace,
 //!   against floors and originals measured in the same run, written to `docs/bench.md`.
-//! - `crash [--rounds N]`: the long kill -9 sweeps.
+//! - `crash [--kills N] [--seed S] [--report]`: the shared kill -9 harness of every durable
+//!   backend (docs/reliability.md); `crash --sweeps [--rounds N]`: the crates' own sweeps.
 
 #![forbid(unsafe_code)]
 
@@ -39,7 +40,8 @@ enum Command {
     /// the quick benches, the feature-off clippy and tests, docs with warnings denied, and the
     /// conformance table.
     Ci,
-    /// Run the long crash sweeps: kill -9 of writer processes at random points, many rounds.
+    /// Kill -9 producer and consumer processes of every durable backend N times, then audit
+    /// (lost, duplicated, torn, order); `--sweeps`: the backend crates' own crash sweeps.
     Crash(crash::Args),
     /// Run every bench (each backend against the machine's floors and its original or peers,
     /// measured in the same run), write docs/bench.md with its SVG charts.

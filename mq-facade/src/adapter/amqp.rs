@@ -14,7 +14,9 @@
 //!   of those messages (the [`Receipt::seq`](crate::Receipt::seq) of their sends): they are never silently
 //!   dropped, and the caller can send them again.
 //! - **recv** reads from a `basic.consume` with manual acknowledgements and a bounded
-//!   prefetch; `ack`/`nack` map to `basic.ack`/`basic.nack` (with or without requeue);
+//!   prefetch; `ack`/`nack` map to `basic.ack`/`basic.nack` (with or without requeue) and
+//!   return once the broker has handled them (a `basic.qos` round trip on the channel: AMQP
+//!   0-9-1 does not answer an ack, and one still in flight dies with a killed process);
 //!   [`Meta::redelivered`](crate::Meta::redelivered) is the broker's redelivered flag.
 //! - **options**: `ttl` becomes the per-message `expiration`, `priority` needs a classic
 //!   queue declared with `x-max-priority` (URL parameter `max_priority`). No

@@ -262,11 +262,32 @@ impl AmqpConsumer {
             }
         };
         match done {
-            Ok(true) => Ok(()),
+            Ok(true) => self.settled(tag).await,
             // The channel it came on is gone: the broker has requeued it already.
             Ok(false) => Err(Error::UnknownTag(tag)),
             Err(e) if is_connection_loss(&e) => Err(Error::UnknownTag(tag)),
             Err(e) => Err(map_lapin(&self.target, "acknowledge", e)),
+        }
+    }
+
+    /// Returns once the broker has handled the ack or nack just sent. AMQP 0-9-1 has no
+    /// reply to `basic.ack`, so its frame can still be on its way when the call returns, and
+    /// a process that dies then loses it: the broker delivers the acked message again (seen
+    /// by `cargo xtask crash --kills`). A synchronous method on the same channel (`basic.qos`
+    /// with the prefetch it has) is answered only after the broker has handled every frame
+    /// before it, the ack included; a connection lost first means the broker requeues it.
+    async fn settled(&self, tag: Tag) -> Result<()> {
+        let Some(link) = self.link.as_ref() else {
+            return Err(Error::UnknownTag(tag));
+        };
+        match link
+            .channel
+            .basic_qos(self.target.prefetch, BasicQosOptions::default())
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if is_connection_loss(&e) => Err(Error::UnknownTag(tag)),
+            Err(e) => Err(map_lapin(&self.target, "confirm the acknowledgement", e)),
         }
     }
 
