@@ -534,23 +534,13 @@ impl Connection {
                 Some(Ok(Message::Binary(bytes))) => self.frame(&bytes).await,
                 Some(Ok(Message::Close(_))) => break,
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => Next::Continue,
-                Some(Err(e)) => {
-                    let too_big = std::error::Error::source(&e)
-                        .and_then(|s| s.downcast_ref::<tungstenite::Error>())
-                        .is_some_and(|t| matches!(t, tungstenite::Error::Capacity(_)));
-                    if too_big {
-                        Next::Close(
-                            format::CLOSE_TOO_BIG,
-                            format!(
-                                "message too big: the limit is {} bytes",
-                                self.shared.config.max_message_bytes
-                            ),
-                        )
-                    } else {
+                Some(Err(e)) => match self.read_error(&e) {
+                    Some(next) => next,
+                    None => {
                         tracing::debug!("{}: connection lost: {e}", self.peer);
                         break;
                     }
-                }
+                },
             };
             match next {
                 Next::Continue => {}
@@ -711,6 +701,31 @@ impl Connection {
                 ),
             ),
         }
+    }
+
+    /// What to answer a frame the WebSocket layer refused: a close code the client can act
+    /// on, rather than a silent drop. `None`: the connection itself is gone.
+    fn read_error(&self, e: &axum::Error) -> Option<Next> {
+        use tungstenite::Error as W;
+        use tungstenite::error::ProtocolError as P;
+        let source = std::error::Error::source(e)?.downcast_ref::<W>()?;
+        Some(match source {
+            W::Capacity(_) => Next::Close(
+                format::CLOSE_TOO_BIG,
+                format!(
+                    "message too big: the limit is {} bytes",
+                    self.shared.config.max_message_bytes
+                ),
+            ),
+            W::Utf8(_) => Next::Close(
+                format::CLOSE_INVALID_PAYLOAD,
+                "invalid JSON: a text frame that is not UTF-8".into(),
+            ),
+            // The peer vanished without a close frame: nobody to tell.
+            W::Protocol(P::ResetWithoutClosingHandshake) => return None,
+            W::Protocol(p) => Next::Close(format::CLOSE_PROTOCOL, format!("protocol error: {p}")),
+            _ => return None,
+        })
     }
 
     fn bad_frame(&self, frame: &[u8], e: &FrameError) -> Next {
