@@ -451,3 +451,114 @@ fn odd_but_valid_counts_do_not_panic() {
         assert!(!err.contains("panicked"), "mq {args:?}: {err}");
     }
 }
+
+#[test]
+fn paths_and_segments_this_user_may_not_use_are_permission_denied() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    // /proc/self belongs to the effective user.
+    let uid = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap());
+    assert_eq!(
+        uid, 0,
+        "this test makes files as root and runs mq as nobody: run it as root (CI does)"
+    );
+    // A copy of the binary that nobody may run, wherever the build directory is.
+    let bin = tempfile::tempdir().unwrap();
+    let exe = bin.path().join("mq");
+    std::fs::copy(env!("CARGO_BIN_EXE_mq"), &exe).unwrap();
+    std::fs::set_permissions(bin.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // A directory only root may enter, and a readable one holding a file only root may use.
+    let private = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(private.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let p = private.path().display().to_string();
+    let open = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(open.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = open.path().display().to_string();
+    let (out, _) = mq(&["send", &format!("duraqueue://{o}/q?size=4MiB"), "x"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::set_permissions(
+        open.path().join("q"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let segment = shmq::Queue::create_unique(2, 2, &shmq::Options::default()).unwrap();
+    /// Removes the segment whatever happens.
+    struct Deleting(shmq::Queue);
+    impl Drop for Deleting {
+        fn drop(&mut self) {
+            let _ = self.0.delete();
+        }
+    }
+    let key = segment.key();
+    let _segment = Deleting(segment);
+    let cases: Vec<(String, Vec<String>)> = vec![
+        (
+            format!("duraqueue://{p}/q?size=4MiB"),
+            vec![format!("{p}/q"), "Permission denied".into()],
+        ),
+        (
+            format!("duraqueue://{o}/q?size=4MiB"),
+            vec![format!("{o}/q"), "Permission denied".into()],
+        ),
+        (
+            format!("dmq://{p}/base"),
+            vec![format!("{p}/base"), "Permission denied".into()],
+        ),
+        (
+            format!("ddmq://{p}/root/q"),
+            vec![format!("{p}/root"), "Permission denied".into()],
+        ),
+        (
+            format!("shmq://{key}"),
+            vec![format!(
+                "permission denied on the shared-memory segment at key {key}"
+            )],
+        ),
+    ];
+    for (url, needles) in &cases {
+        for command in ["send", "recv"] {
+            let mut args = vec![command, url.as_str()];
+            if command == "send" {
+                args.push("x");
+            }
+            let mut child = Command::new(&exe)
+                .args(&args)
+                .uid(65534)
+                .gid(65534)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let start = Instant::now();
+            while child.try_wait().unwrap().is_none() {
+                if start.elapsed() > PATIENCE {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("mq {args:?} as nobody still runs after {PATIENCE:?}");
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let out = child.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "mq {args:?} as nobody: {err}");
+            assert!(
+                err.starts_with("mq: ") && err.lines().count() == 1,
+                "mq {args:?}: {err}"
+            );
+            for needle in needles {
+                assert!(
+                    err.contains(needle.as_str()),
+                    "mq {args:?}: expected {needle:?} in: {err}"
+                );
+            }
+        }
+    }
+    // Nothing was created in the private directory.
+    assert_eq!(std::fs::read_dir(private.path()).unwrap().count(), 0);
+}
