@@ -435,6 +435,9 @@ async fn entry(
     let limit = shared.config.max_message_bytes;
     ws.max_message_size(limit)
         .max_frame_size(limit)
+        // tungstenite allocates its read buffer up front (128 KiB by default): 1024 idle
+        // connections would hold 128 MiB. Requests are small; a large one takes more reads.
+        .read_buffer_size(READ_BUFFER)
         .on_upgrade(move |socket| async move {
             Connection {
                 socket,
@@ -476,6 +479,9 @@ struct Connection {
     /// An event read ahead while collecting puts, to handle next.
     stashed: Option<Option<Result<Message, axum::Error>>>,
 }
+
+/// Bytes each connection reads at a time (and holds while idle).
+const READ_BUFFER: usize = 8 << 10;
 
 /// The fewest read positions a connection keeps before letting go of stale ones.
 const PRUNE_MIN: usize = 64;
