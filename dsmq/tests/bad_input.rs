@@ -50,8 +50,13 @@ impl Served {
     /// Starts the server with a soft limit of `soft_nofile` open files (through util-linux
     /// `prlimit`, which execs it: the child is the server itself).
     fn start(soft_nofile: u64, hard_nofile: u64) -> Served {
+        let hard = if hard_nofile == nix::sys::resource::RLIM_INFINITY {
+            "unlimited".to_owned()
+        } else {
+            hard_nofile.to_string()
+        };
         let mut child = Command::new("prlimit")
-            .arg(format!("--nofile={soft_nofile}:{hard_nofile}"))
+            .arg(format!("--nofile={soft_nofile}:{hard}"))
             .arg("--")
             .arg(dsmq_exe())
             .args(["serve", "--port", "0"])
