@@ -594,10 +594,24 @@ impl Connection {
             code,
             reason: format::close_reason(reason).into(),
         };
-        let _ = tokio::time::timeout(
+        let sent = tokio::time::timeout(
             Duration::from_secs(1),
             self.socket.send(Message::Close(Some(frame))),
         )
+        .await;
+        if !matches!(sent, Ok(Ok(()))) {
+            return;
+        }
+        // The closing handshake: wait (briefly) for the client's close, reading past what
+        // it sent meanwhile. Closing the socket with its requests unread would reset the
+        // connection, and the client could lose our close frame, and its reason, to the reset.
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            while let Some(Ok(message)) = self.socket.recv().await {
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
         .await;
     }
 
