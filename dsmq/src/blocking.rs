@@ -35,22 +35,60 @@ impl Client {
 
     /// Connects to a `ws://` URL.
     pub fn connect_url(url: &str) -> Result<Client> {
+        Client::connect_inner(url, None)
+    }
+
+    /// Connects to `ws://HOST:PORT/`, giving up when the TCP connection, or any read or
+    /// write of the WebSocket handshake, takes longer than `timeout`: a host that does not
+    /// answer, or a port that accepts and then says nothing, is an [`Error::Connect`]
+    /// instead of a wait without end. Later calls have no timeout (see
+    /// [`Client::set_timeout`]).
+    pub fn connect_timeout(host: &str, port: u16, timeout: Duration) -> Result<Client> {
+        Client::connect_inner(&url_of(host, port), Some(timeout))
+    }
+
+    fn connect_inner(url: &str, timeout: Option<Duration>) -> Result<Client> {
+        use std::net::ToSocketAddrs;
         let (request, addr) = target(url)?;
         let connect_err = |e: tungstenite::Error| Error::Connect {
             url: url.to_owned(),
             source: Box::new(e),
         };
-        let stream =
-            TcpStream::connect(&addr).map_err(|e| connect_err(tungstenite::Error::Io(e)))?;
-        stream
-            .set_nodelay(true)
-            .map_err(|e| connect_err(tungstenite::Error::Io(e)))?;
+        let io_err = |e: std::io::Error| connect_err(tungstenite::Error::Io(e));
+        let stream = match timeout {
+            None => TcpStream::connect(&addr).map_err(io_err)?,
+            Some(timeout) => {
+                // The first address that answers, as `TcpStream::connect` does.
+                let mut last = std::io::Error::other(format!("{addr} resolves to no address"));
+                let mut found = None;
+                for a in addr.to_socket_addrs().map_err(io_err)? {
+                    match TcpStream::connect_timeout(&a, timeout) {
+                        Ok(s) => {
+                            found = Some(s);
+                            break;
+                        }
+                        Err(e) => last = e,
+                    }
+                }
+                found.ok_or_else(|| io_err(last))?
+            }
+        };
+        stream.set_nodelay(true).map_err(io_err)?;
+        stream.set_read_timeout(timeout).map_err(io_err)?;
+        stream.set_write_timeout(timeout).map_err(io_err)?;
         let (ws, _response) = tungstenite::client(request, stream).map_err(|e| match e {
             tungstenite::HandshakeError::Failure(e) => connect_err(e),
-            tungstenite::HandshakeError::Interrupted(_) => connect_err(tungstenite::Error::Io(
-                std::io::Error::other("handshake interrupted on a blocking socket"),
+            // A blocking socket only stops half-way when its timeout passed.
+            tungstenite::HandshakeError::Interrupted(_) => io_err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "no WebSocket handshake reply within {:?}",
+                    timeout.unwrap_or_default()
+                ),
             )),
         })?;
+        ws.get_ref().set_read_timeout(None).map_err(io_err)?;
+        ws.get_ref().set_write_timeout(None).map_err(io_err)?;
         Ok(Client {
             ws,
             closed: None,

@@ -118,6 +118,9 @@ impl FrameError {
 pub const CLOSE_NORMAL: u16 = 1000;
 /// Close code: the server is going away (graceful shutdown).
 pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// Close code: a WebSocket protocol violation (reserved bits or opcodes, an unmasked or
+/// misplaced frame).
+pub const CLOSE_PROTOCOL: u16 = 1002;
 /// Close code: unknown action.
 pub const CLOSE_UNSUPPORTED: u16 = 1003;
 /// Close code: malformed JSON or request.

@@ -59,6 +59,26 @@ struct Address {
     /// The server's port.
     #[arg(long, default_value_t = dsmq::client::DEFAULT_PORT)]
     port: u16,
+    /// Give up connecting after this many seconds (a server that does not answer).
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = positive_secs)]
+    connect_timeout: Duration,
+}
+
+/// A number of seconds (decimals allowed), at least 0.
+fn secs(text: &str) -> Result<Duration, String> {
+    let value: f64 = text
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| format!("`{text}` is not a number of seconds (0 or more)"))
+}
+
+/// A number of seconds, more than 0.
+fn positive_secs(text: &str) -> Result<Duration, String> {
+    match secs(text)? {
+        d if d.is_zero() => Err(format!("`{text}`: must be more than 0 seconds")),
+        d => Ok(d),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -79,14 +99,23 @@ struct ServeArgs {
     max_stored_bytes: usize,
     /// Largest request accepted (the whole JSON frame), in bytes; larger ones close the
     /// connection with code 1009.
-    #[arg(long, default_value_t = 1 << 20)]
+    #[arg(long, default_value_t = 1 << 20, value_parser = at_least_one)]
     max_message_bytes: usize,
     /// Most open connections; more are refused with HTTP 503.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = 1024, value_parser = at_least_one)]
     max_connections: usize,
     /// Who may stop the server with the protocol's `shutdown` action.
     #[arg(long, value_enum, default_value_t = Policy::Loopback)]
     allow_shutdown: Policy,
+}
+
+/// A count that makes no sense as 0 (a server that refuses every request or connection).
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("`{text}`: {e}")),
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -106,8 +135,8 @@ struct GetArgs {
     /// The topic.
     topic: String,
     /// Wait up to this many seconds for a message (decimals allowed).
-    #[arg(long, value_name = "SECS")]
-    wait: Option<f64>,
+    #[arg(long, value_name = "SECS", value_parser = secs)]
+    wait: Option<Duration>,
     /// Print the newest message instead of the oldest (skipping the others).
     #[arg(long)]
     latest: bool,
@@ -159,7 +188,7 @@ fn run(cli: Cli) -> dsmq::Result<ExitCode> {
 }
 
 fn connect(at: &Address) -> dsmq::Result<dsmq::blocking::Client> {
-    dsmq::blocking::Client::connect(&at.host, at.port)
+    dsmq::blocking::Client::connect_timeout(&at.host, at.port, at.connect_timeout)
 }
 
 fn get(args: GetArgs) -> dsmq::Result<ExitCode> {
@@ -189,13 +218,7 @@ fn get(args: GetArgs) -> dsmq::Result<ExitCode> {
             }
         }
     }
-    let wait = args.wait.unwrap_or(0.0);
-    let wait = Duration::try_from_secs_f64(wait).map_err(|_| {
-        dsmq::Error::Io(std::io::Error::other(format!(
-            "--wait {wait}: not a number of seconds"
-        )))
-    })?;
-    let deadline = Instant::now() + wait;
+    let deadline = Instant::now() + args.wait.unwrap_or_default();
     let mut pause = Duration::from_millis(1);
     loop {
         if let Some(m) = next(&mut client)? {
@@ -219,6 +242,8 @@ fn serve(args: ServeArgs) -> dsmq::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    #[cfg(unix)]
+    raise_open_files(args.max_connections);
     let config = ServerConfig {
         ttl: Duration::from_secs(args.ttl_secs),
         max_stored_bytes: args.max_stored_bytes,
@@ -237,4 +262,33 @@ fn serve(args: ServeArgs) -> dsmq::Result<()> {
         dsmq::stop_on_signals(server.handle());
         server.run().await
     })
+}
+
+/// Lifts the soft limit of open files to the hard one: every connection is a file
+/// descriptor, and the usual soft limit (1024) is below the default `--max-connections` plus
+/// the server's own files and the connections still in their HTTP handshake. Out of
+/// descriptors, the server cannot accept anybody (it waits until some close).
+#[cfg(unix)]
+fn raise_open_files(max_connections: usize) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    // The kernel refuses more than fs.nr_open, by default 2^20.
+    const CAP: u64 = 1 << 20;
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    let mut limit = soft;
+    let target = hard.min(CAP);
+    if soft < target {
+        match setrlimit(Resource::RLIMIT_NOFILE, target, hard) {
+            Ok(()) => limit = target,
+            Err(e) => tracing::warn!("cannot raise the open-file limit from {soft}: {e}"),
+        }
+    }
+    let want = max_connections as u64 + 64;
+    if limit < want {
+        tracing::warn!(
+            "the open-file limit is {limit} (ulimit -n), below the {want} that \
+             --max-connections {max_connections} needs: beyond it connections wait"
+        );
+    }
 }

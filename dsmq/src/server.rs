@@ -435,6 +435,9 @@ async fn entry(
     let limit = shared.config.max_message_bytes;
     ws.max_message_size(limit)
         .max_frame_size(limit)
+        // tungstenite allocates its read buffer up front (128 KiB by default): 1024 idle
+        // connections would hold 128 MiB. Requests are small; a large one takes more reads.
+        .read_buffer_size(READ_BUFFER)
         .on_upgrade(move |socket| async move {
             Connection {
                 socket,
@@ -476,6 +479,9 @@ struct Connection {
     /// An event read ahead while collecting puts, to handle next.
     stashed: Option<Option<Result<Message, axum::Error>>>,
 }
+
+/// Bytes each connection reads at a time (and holds while idle).
+const READ_BUFFER: usize = 8 << 10;
 
 /// The fewest read positions a connection keeps before letting go of stale ones.
 const PRUNE_MIN: usize = 64;
@@ -534,23 +540,13 @@ impl Connection {
                 Some(Ok(Message::Binary(bytes))) => self.frame(&bytes).await,
                 Some(Ok(Message::Close(_))) => break,
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => Next::Continue,
-                Some(Err(e)) => {
-                    let too_big = std::error::Error::source(&e)
-                        .and_then(|s| s.downcast_ref::<tungstenite::Error>())
-                        .is_some_and(|t| matches!(t, tungstenite::Error::Capacity(_)));
-                    if too_big {
-                        Next::Close(
-                            format::CLOSE_TOO_BIG,
-                            format!(
-                                "message too big: the limit is {} bytes",
-                                self.shared.config.max_message_bytes
-                            ),
-                        )
-                    } else {
+                Some(Err(e)) => match self.read_error(&e) {
+                    Some(next) => next,
+                    None => {
                         tracing::debug!("{}: connection lost: {e}", self.peer);
                         break;
                     }
-                }
+                },
             };
             match next {
                 Next::Continue => {}
@@ -598,10 +594,24 @@ impl Connection {
             code,
             reason: format::close_reason(reason).into(),
         };
-        let _ = tokio::time::timeout(
+        let sent = tokio::time::timeout(
             Duration::from_secs(1),
             self.socket.send(Message::Close(Some(frame))),
         )
+        .await;
+        if !matches!(sent, Ok(Ok(()))) {
+            return;
+        }
+        // The closing handshake: wait (briefly) for the client's close, reading past what
+        // it sent meanwhile. Closing the socket with its requests unread would reset the
+        // connection, and the client could lose our close frame, and its reason, to the reset.
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            while let Some(Ok(message)) = self.socket.recv().await {
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
         .await;
     }
 
@@ -711,6 +721,31 @@ impl Connection {
                 ),
             ),
         }
+    }
+
+    /// What to answer a frame the WebSocket layer refused: a close code the client can act
+    /// on, rather than a silent drop. `None`: the connection itself is gone.
+    fn read_error(&self, e: &axum::Error) -> Option<Next> {
+        use tungstenite::Error as W;
+        use tungstenite::error::ProtocolError as P;
+        let source = std::error::Error::source(e)?.downcast_ref::<W>()?;
+        Some(match source {
+            W::Capacity(_) => Next::Close(
+                format::CLOSE_TOO_BIG,
+                format!(
+                    "message too big: the limit is {} bytes",
+                    self.shared.config.max_message_bytes
+                ),
+            ),
+            W::Utf8(_) => Next::Close(
+                format::CLOSE_INVALID_PAYLOAD,
+                "invalid JSON: a text frame that is not UTF-8".into(),
+            ),
+            // The peer vanished without a close frame: nobody to tell.
+            W::Protocol(P::ResetWithoutClosingHandshake) => return None,
+            W::Protocol(p) => Next::Close(format::CLOSE_PROTOCOL, format!("protocol error: {p}")),
+            _ => return None,
+        })
     }
 
     fn bad_frame(&self, frame: &[u8], e: &FrameError) -> Next {

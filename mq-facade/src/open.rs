@@ -150,8 +150,25 @@ impl Target {
 
 pub(crate) fn invalid(url: &str, reason: impl Into<String>) -> Error {
     Error::InvalidUrl {
-        url: url.to_owned(),
+        url: redact(url),
         reason: reason.into(),
+    }
+}
+
+/// `url` with the password of its `user:password@` replaced by `***`: error messages end up
+/// in logs.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
+        None => url.to_owned(),
     }
 }
 
@@ -299,10 +316,26 @@ impl<'a> Params<'a> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn passwords_are_redacted_in_url_errors() {
+        for (url, shown) in [
+            (
+                "amqp://guest:s3cret@host:5672/%2f?queue=q",
+                "amqp://guest:***@host:5672/%2f?queue=q",
+            ),
+            ("amqp://u:p:w@h/v?x=a@b", "amqp://u:***@h/v?x=a@b"),
+            ("amqp://user@host/v", "amqp://user@host/v"),
+            ("mem://q", "mem://q"),
+            ("not a url", "not a url"),
+        ] {
+            assert_eq!(redact(url), shown);
+        }
+    }
+
     fn reason(url: &str) -> String {
         match open_producer(url) {
             Err(Error::InvalidUrl { url: u, reason }) => {
-                assert_eq!(u, url);
+                assert_eq!(u, redact(url));
                 reason
             }
             Err(other) => panic!("{url}: expected InvalidUrl, got {other}"),
@@ -579,7 +612,8 @@ mod tests {
         shmq::remove(key).unwrap();
         assert_eq!(result.0.unwrap(), b"bb");
         assert_eq!(result.1.unwrap(), b"ccc");
-        assert!(wrong.unwrap().to_string().contains("not 2 of 8"));
+        let wrong = wrong.unwrap().to_string();
+        assert!(wrong.contains("`words` 4, not 8"), "{wrong}");
     }
 
     #[cfg(feature = "shmq")]
@@ -594,7 +628,7 @@ mod tests {
         let go = go
             .expect("a native queue is not a Go-compatible one")
             .to_string();
-        assert!(go.contains("format native, not go"), "{go}");
+        assert!(go.contains("`format` native, not go"), "{go}");
         assert!(unsaid.is_none(), "no format asked: any format is fine");
     }
 

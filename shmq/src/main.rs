@@ -82,8 +82,8 @@ enum Cmd {
         #[arg(long, conflicts_with = "shift")]
         r#try: bool,
         /// Give up waiting after this many seconds.
-        #[arg(long)]
-        timeout: Option<f64>,
+        #[arg(long, value_parser = secs)]
+        timeout: Option<Duration>,
     },
     /// Dequeue messages and print them (trailing zero bytes removed), one per line.
     Recv {
@@ -96,8 +96,8 @@ enum Cmd {
         #[arg(long)]
         r#try: bool,
         /// Give up waiting after this many seconds (status 3).
-        #[arg(long)]
-        timeout: Option<f64>,
+        #[arg(long, value_parser = secs)]
+        timeout: Option<Duration>,
         /// Print hexadecimal bytes instead of text.
         #[arg(long)]
         hex: bool,
@@ -136,8 +136,17 @@ enum Cmd {
     },
 }
 
-fn deadline(timeout: Option<f64>) -> Option<Instant> {
-    timeout.map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)))
+/// A number of seconds (decimals allowed), 0 or more.
+fn secs(text: &str) -> Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .ok_or_else(|| format!("`{text}` is not a number of seconds (0 or more)"))
+}
+
+/// `None` (no deadline) also for a timeout beyond what the clock can represent.
+fn deadline(timeout: Option<Duration>) -> Option<Instant> {
+    timeout.and_then(|t| Instant::now().checked_add(t))
 }
 
 fn wait_options(park: bool) -> Options {
@@ -164,11 +173,20 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             let o = Options {
                 format: format.into(),
                 mode: u32::from_str_radix(&mode, 8)
-                    .map_err(|_| format!("--mode {mode}: not octal permission bits"))?,
+                    .ok()
+                    .filter(|m| *m <= 0o777)
+                    .ok_or_else(|| {
+                        format!("--mode {mode}: not octal permission bits (000 to 777)")
+                    })?,
                 ..Options::default()
             };
             let q = match (key, unique) {
-                (Some(key), false) => Queue::create_with(key, words, slots, &o)?,
+                (Some(key), false) => match Queue::create_with(key, words, slots, &o) {
+                    Err(shmq::Error::AlreadyExists(key)) => {
+                        return Err(already_exists(key, words, slots, o.format).into());
+                    }
+                    other => other?,
+                },
                 (None, true) => Queue::create_unique(words, slots, &o)?,
                 _ => return Err("give a KEY or --unique".into()),
             };
@@ -311,6 +329,39 @@ fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Why `create` found its key taken: what the queue there differs in, field by field, or
+/// what else is there.
+fn already_exists(key: Key, words: u32, slots: u32, format: Format) -> String {
+    let q = match Queue::open(key) {
+        Ok(q) => q,
+        Err(e) => return format!("a segment that is not a usable queue is at key {key}: {e}"),
+    };
+    let mut differ = Vec::new();
+    if q.msg_bytes() != words as usize * 8 {
+        differ.push(format!(
+            "--words {}, not {words} (messages of {} bytes)",
+            q.msg_bytes() / 8,
+            q.msg_bytes()
+        ));
+    }
+    if q.capacity() != slots {
+        differ.push(format!("--slots {}, not {slots}", q.capacity()));
+    }
+    if q.format() != format {
+        differ.push(format!("--format {}, not {format}", q.format()));
+    }
+    if differ.is_empty() {
+        format!(
+            "a queue already exists at key {key} (with the same geometry; `shmq rm {key}` removes it)"
+        )
+    } else {
+        format!(
+            "a different queue already exists at key {key}: it has {}",
+            differ.join(", ")
+        )
+    }
 }
 
 fn bench(

@@ -245,6 +245,19 @@ impl Queue {
                 Err(DecodeError::NotReady) if Instant::now() < give_up => {
                     std::thread::sleep(Duration::from_millis(1));
                 }
+                Err(DecodeError::NotReady) if bytes[..8] == [0; 8] => {
+                    // No magic yet: a segment that is not a queue, or whose creator died
+                    // before it wrote the header.
+                    return Err(Error::Corrupt {
+                        key,
+                        field: "magic",
+                        offset: 0,
+                        detail: format!(
+                            "all zero after {:?}: not a queue, or its creator never finished",
+                            o.stall_timeout
+                        ),
+                    });
+                }
                 Err(DecodeError::NotReady) => {
                     return Err(Error::Corrupt {
                         key,

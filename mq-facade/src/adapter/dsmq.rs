@@ -157,8 +157,13 @@ fn map_error(target: &Target, e: dsmq::Error) -> Error {
     }
 }
 
+/// How long opening a handle waits for the TCP connection and the WebSocket handshake: a
+/// host that does not answer, or a port that accepts and stays silent, fails the open.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 fn connect(target: &Target) -> Result<dsmq::blocking::Client> {
-    dsmq::blocking::Client::connect(&target.host, target.port).map_err(|e| map_error(target, e))
+    dsmq::blocking::Client::connect_timeout(&target.host, target.port, CONNECT_TIMEOUT)
+        .map_err(|e| map_error(target, e))
 }
 
 /// Opens a producer: a connection that puts into the topic.

@@ -143,20 +143,27 @@ fn open(target: &Target) -> Result<Queue> {
                 return Err(Error::backend(
                     BACKEND,
                     format!(
-                        "the queue at key {} has format {}, not {format}",
+                        "the queue at key {} has `format` {}, not {format}",
                         target.key,
                         q.format()
                     ),
                 ));
             }
-            if q.msg_bytes() != words as usize * 8 || q.capacity() != slots {
+            // Each parameter that differs, with the queue's value and the URL's.
+            let mut differ = Vec::new();
+            if q.msg_bytes() != words as usize * 8 {
+                differ.push(format!("`words` {}, not {words}", q.msg_bytes() / 8));
+            }
+            if q.capacity() != slots {
+                differ.push(format!("`slots` {}, not {slots}", q.capacity()));
+            }
+            if !differ.is_empty() {
                 return Err(Error::backend(
                     BACKEND,
                     format!(
-                        "the queue at key {} holds {} slots of {} words, not {slots} of {words}",
+                        "the queue at key {} has {}",
                         target.key,
-                        q.capacity(),
-                        q.msg_bytes() / 8
+                        differ.join(" and ")
                     ),
                 ));
             }
