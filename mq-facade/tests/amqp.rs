@@ -178,7 +178,7 @@ fn confirmed_messages_survive_a_broker_crash_and_unconfirmed_ones_are_reported()
     );
     required.extend((0..100).map(|k| format!("after-{k:04}")));
     let mut got = Vec::new();
-    let give_up = Instant::now() + Duration::from_secs(90);
+    let give_up = Instant::now() + Duration::from_secs(180);
     while !required.is_empty() && Instant::now() < give_up {
         if let Some(m) = rx.recv_timeout(Duration::from_secs(5)).expect("receive") {
             rx.ack(m.tag()).expect("ack");
