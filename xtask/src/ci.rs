@@ -79,6 +79,12 @@ fn steps() -> Vec<Step> {
         doc,
         loom,
         step("conformance table", &["xtask", "conformance"]),
+        // Every decoder of untrusted bytes under libFuzzer for a few seconds (installs
+        // cargo-fuzz when missing); the long runs are `cargo xtask fuzz`.
+        step(
+            "fuzz targets, 10 s each",
+            &["xtask", "fuzz", "--secs", "10"],
+        ),
     ]
 }
 

@@ -5,6 +5,7 @@
 //! - `ci`: the whole test gate, as CI runs it.
 //! - `bench [--quick]`: benchmarks against same-run baselines, written to `docs/bench.md`.
 //! - `crash [--rounds N]`: the long kill -9 sweeps.
+//! - `fuzz [--secs N] [--only TARGET]`: every cargo-fuzz target of `xtask/fuzz/` for N s.
 
 #![forbid(unsafe_code)]
 
@@ -12,6 +13,7 @@ mod bench;
 mod ci;
 mod conformance;
 mod crash;
+mod fuzz;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -42,6 +44,9 @@ enum Command {
     /// Benchmark duraqueue against baselines measured in the same run (spec §5.5), write
     /// docs/bench.md and print its tables.
     Bench(bench::Args),
+    /// Run every fuzz target of xtask/fuzz (cargo-fuzz, installed when missing) for N
+    /// seconds each and print a table; fails on a finding, naming its input.
+    Fuzz(fuzz::Args),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +56,7 @@ fn main() -> ExitCode {
         Command::Ci => ci::run(),
         Command::Bench(args) => bench::run(&args),
         Command::Crash(args) => crash::run(&args),
+        Command::Fuzz(args) => fuzz::run(&args),
     };
     match result {
         Ok(code) => code,
