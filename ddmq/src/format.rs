@@ -637,9 +637,11 @@ pub fn encode_settings(file: &SettingsFile) -> String {
     let mut out = String::new();
     for (k, v) in file {
         let value = match v {
-            yaml_serde::Value::Bool(b) => b.to_string(),
-            yaml_serde::Value::Number(n) => n.to_string(),
-            yaml_serde::Value::Null => "null".to_owned(),
+            yaml_serde::Value::Bool(b) if plain_key(k) => b.to_string(),
+            yaml_serde::Value::Number(n) if plain_key(k) => n.to_string(),
+            yaml_serde::Value::Null if plain_key(k) => "null".to_owned(),
+            // Keys that need quoting (`a: b`, `#x`, `123`, ...) go through the serializer too:
+            // written bare they would read back as another key, or not parse at all.
             other => {
                 let mut one = SettingsFile::new();
                 one.insert(k.clone(), other.clone());
@@ -650,6 +652,15 @@ pub fn encode_settings(file: &SettingsFile) -> String {
         let _ = writeln!(out, "{k}: {value}");
     }
     out
+}
+
+/// Whether `k` written bare (`k: 0`) reads back as the one string key `k`.
+fn plain_key(k: &str) -> bool {
+    !k.is_empty()
+        && yaml_serde::from_str::<yaml_serde::Value>(&format!("{k}: 0"))
+            .ok()
+            .and_then(|v| v.as_mapping().map(|m| m.len() == 1 && m.contains_key(k)))
+            .unwrap_or(false)
 }
 
 impl Settings {
@@ -688,7 +699,9 @@ impl Settings {
     pub fn to_file(&self) -> SettingsFile {
         let mut f = SettingsFile::new();
         f.insert("cleaned".into(), self.cleaned.into());
-        let t = if self.message_timeout.fract() == 0.0 {
+        // Whole numbers below 2^64 as integers (as PyYAML writes them); larger ones stay
+        // floats, which `as u64` would have clamped to u64::MAX.
+        let t = if self.message_timeout.fract() == 0.0 && self.message_timeout < u64::MAX as f64 {
             yaml_serde::Value::from(self.message_timeout as u64)
         } else {
             yaml_serde::Value::from(self.message_timeout)
