@@ -632,8 +632,9 @@ pub fn decode_settings(bytes: &[u8]) -> Result<SettingsFile, FormatError> {
 }
 
 /// Writes settings as PyYAML's `yaml.dump(…, default_flow_style=False)`: sorted keys, one
-/// `key: value` per line.
-pub fn encode_settings(file: &SettingsFile) -> String {
+/// `key: value` per line. An entry that would not read back as the same key and value (a
+/// tagged value the serializer refuses, say) is an error naming the key, never dropped.
+pub fn encode_settings(file: &SettingsFile) -> Result<String, FormatError> {
     let mut out = String::new();
     for (k, v) in file {
         let value = match v {
@@ -645,13 +646,20 @@ pub fn encode_settings(file: &SettingsFile) -> String {
             other => {
                 let mut one = SettingsFile::new();
                 one.insert(k.clone(), other.clone());
-                out.push_str(&yaml_serde::to_string(&one).unwrap_or_default());
+                let text = yaml_serde::to_string(&one)
+                    .map_err(|e| bad(format!("`{k}` cannot be written as YAML: {e}")))?;
+                if decode_settings(text.as_bytes()).ok().as_ref() != Some(&one) {
+                    return Err(bad(format!(
+                        "`{k}` would not read back as written ({text:?})"
+                    )));
+                }
+                out.push_str(&text);
                 continue;
             }
         };
         let _ = writeln!(out, "{k}: {value}");
     }
-    out
+    Ok(out)
 }
 
 /// Whether `k` written bare (`k: 0`) reads back as the one string key `k`.
@@ -882,7 +890,7 @@ mod tests {
     fn settings_yaml_is_pyyaml_block_style() {
         assert_eq!(DEFAULT_SETTINGS_YAML.len(), 76);
         assert_eq!(
-            encode_settings(&Settings::default().to_file()),
+            encode_settings(&Settings::default().to_file()).unwrap(),
             DEFAULT_SETTINGS_YAML
         );
         let mut s = Settings::default();
@@ -902,7 +910,7 @@ mod tests {
         );
         f.insert("priority".into(), 1.into());
         f.insert("colour".into(), "007".into());
-        assert_eq!(encode_settings(&f), "colour: '007'\npriority: 1\n");
+        assert_eq!(encode_settings(&f).unwrap(), "colour: '007'\npriority: 1\n");
     }
 
     #[test]
