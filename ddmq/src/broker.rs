@@ -834,7 +834,11 @@ impl Broker {
             detail: e.0,
         })?;
         let before = dir_mtime(&dir);
-        self.write_settings_file(&dir, format::encode_settings(&current).as_bytes())?;
+        let text = format::encode_settings(&current).map_err(|e| Error::Settings {
+            path: path.clone(),
+            detail: e.0,
+        })?;
+        self.write_settings_file(&dir, text.as_bytes())?;
         if let Some(qs) = qs {
             // Our own change of the queue directory: the index stays current.
             let mut idx = lock(&qs.index);

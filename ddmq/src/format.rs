@@ -843,24 +843,43 @@ pub fn decode_settings(bytes: &[u8]) -> Result<SettingsFile, FormatError> {
 }
 
 /// Writes settings as PyYAML's `yaml.dump(…, default_flow_style=False)`: sorted keys, one
-/// `key: value` per line.
-pub fn encode_settings(file: &SettingsFile) -> String {
+/// `key: value` per line. An entry that would not read back as the same key and value (a
+/// tagged value the serializer refuses, say) is an error naming the key, never dropped.
+pub fn encode_settings(file: &SettingsFile) -> Result<String, FormatError> {
     let mut out = String::new();
     for (k, v) in file {
         let value = match v {
-            yaml_serde::Value::Bool(b) => b.to_string(),
-            yaml_serde::Value::Number(n) => n.to_string(),
-            yaml_serde::Value::Null => "null".to_owned(),
+            yaml_serde::Value::Bool(b) if plain_key(k) => b.to_string(),
+            yaml_serde::Value::Number(n) if plain_key(k) => n.to_string(),
+            yaml_serde::Value::Null if plain_key(k) => "null".to_owned(),
+            // Keys that need quoting (`a: b`, `#x`, `123`, ...) go through the serializer too:
+            // written bare they would read back as another key, or not parse at all.
             other => {
                 let mut one = SettingsFile::new();
                 one.insert(k.clone(), other.clone());
-                out.push_str(&yaml_serde::to_string(&one).unwrap_or_default());
+                let text = yaml_serde::to_string(&one)
+                    .map_err(|e| bad(format!("`{k}` cannot be written as YAML: {e}")))?;
+                if decode_settings(text.as_bytes()).ok().as_ref() != Some(&one) {
+                    return Err(bad(format!(
+                        "`{k}` would not read back as written ({text:?})"
+                    )));
+                }
+                out.push_str(&text);
                 continue;
             }
         };
         let _ = writeln!(out, "{k}: {value}");
     }
-    out
+    Ok(out)
+}
+
+/// Whether `k` written bare (`k: 0`) reads back as the one string key `k`.
+fn plain_key(k: &str) -> bool {
+    !k.is_empty()
+        && yaml_serde::from_str::<yaml_serde::Value>(&format!("{k}: 0"))
+            .ok()
+            .and_then(|v| v.as_mapping().map(|m| m.len() == 1 && m.contains_key(k)))
+            .unwrap_or(false)
 }
 
 impl Settings {
@@ -899,7 +918,9 @@ impl Settings {
     pub fn to_file(&self) -> SettingsFile {
         let mut f = SettingsFile::new();
         f.insert("cleaned".into(), self.cleaned.into());
-        let t = if self.message_timeout.fract() == 0.0 {
+        // Whole numbers below 2^64 as integers (as PyYAML writes them); larger ones stay
+        // floats, which `as u64` would have clamped to u64::MAX.
+        let t = if self.message_timeout.fract() == 0.0 && self.message_timeout < u64::MAX as f64 {
             yaml_serde::Value::from(self.message_timeout as u64)
         } else {
             yaml_serde::Value::from(self.message_timeout)
@@ -1176,7 +1197,7 @@ mod tests {
     fn settings_yaml_is_pyyaml_block_style() {
         assert_eq!(DEFAULT_SETTINGS_YAML.len(), 76);
         assert_eq!(
-            encode_settings(&Settings::default().to_file()),
+            encode_settings(&Settings::default().to_file()).unwrap(),
             DEFAULT_SETTINGS_YAML
         );
         let mut s = Settings::default();
@@ -1196,7 +1217,7 @@ mod tests {
         );
         f.insert("priority".into(), 1.into());
         f.insert("colour".into(), "007".into());
-        assert_eq!(encode_settings(&f), "colour: '007'\npriority: 1\n");
+        assert_eq!(encode_settings(&f).unwrap(), "colour: '007'\npriority: 1\n");
     }
 
     #[test]

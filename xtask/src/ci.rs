@@ -97,6 +97,12 @@ fn steps() -> Vec<Step> {
             "kill -9 harness, 20 kills per backend",
             &["xtask", "crash", "--kills", "20", "--debug"],
         ),
+        // Every decoder of untrusted bytes under libFuzzer for a few seconds (installs
+        // cargo-fuzz when missing); the long runs are `cargo xtask fuzz`.
+        step(
+            "fuzz targets, 10 s each",
+            &["xtask", "fuzz", "--secs", "10"],
+        ),
     ]
 }
 

@@ -7,6 +7,7 @@
 //!   against floors and originals measured in the same run, written to `docs/bench.md`.
 //! - `crash [--kills N] [--seed S] [--report]`: the shared kill -9 harness of every durable
 //!   backend (docs/reliability.md); `crash --sweeps [--rounds N]`: the crates' own sweeps.
+//! - `fuzz [--secs N] [--only TARGET]`: every cargo-fuzz target of `xtask/fuzz/` for N s.
 
 #![forbid(unsafe_code)]
 
@@ -14,6 +15,7 @@ mod bench;
 mod ci;
 mod conformance;
 mod crash;
+mod fuzz;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,6 +48,9 @@ enum Command {
     /// Run every bench (each backend against the machine's floors and its original or peers,
     /// measured in the same run), write docs/bench.md with its SVG charts.
     Bench(bench::Args),
+    /// Run every fuzz target of xtask/fuzz (cargo-fuzz, installed when missing) for N
+    /// seconds each and print a table; fails on a finding, naming its input.
+    Fuzz(fuzz::Args),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +60,7 @@ fn main() -> ExitCode {
         Command::Ci => ci::run(),
         Command::Bench(args) => bench::run(&args),
         Command::Crash(args) => crash::run(&args),
+        Command::Fuzz(args) => fuzz::run(&args),
     };
     match result {
         Ok(code) => code,
