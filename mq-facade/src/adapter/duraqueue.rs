@@ -135,6 +135,9 @@ struct State {
     /// Delivered before and given back: the next delivery is marked redelivered.
     given_back: HashSet<Seq>,
     next_consumer: u64,
+    /// Handles waiting in [`Shared::pause`]: a change wakes them only when there are some,
+    /// because a condvar's notify is a system call even when nobody waits.
+    waiters: usize,
 }
 
 impl Shared {
@@ -167,6 +170,7 @@ impl Shared {
                 acked: BTreeSet::new(),
                 given_back: HashSet::new(),
                 next_consumer: 0,
+                waiters: 0,
             }),
             changed: Condvar::new(),
         });
@@ -183,10 +187,12 @@ impl Shared {
     /// else can change the queue: the shared handle holds both advisory locks.
     fn pause<'a>(
         &'a self,
-        state: MutexGuard<'a, State>,
+        mut state: MutexGuard<'a, State>,
         deadline: Option<Instant>,
     ) -> MutexGuard<'a, State> {
-        match deadline {
+        // Counted under the lock: a change made after this sees the waiter and wakes it.
+        state.waiters += 1;
+        let mut state = match deadline {
             None => self.changed.wait(state).unwrap_or_else(|p| p.into_inner()),
             Some(at) => {
                 self.changed
@@ -194,6 +200,17 @@ impl Shared {
                     .unwrap_or_else(|p| p.into_inner())
                     .0
             }
+        };
+        state.waiters -= 1;
+        state
+    }
+
+    /// Releases the lock after a change and wakes the handles waiting for one, if any.
+    fn publish_change(&self, state: MutexGuard<'_, State>) {
+        let waiting = state.waiters > 0;
+        drop(state);
+        if waiting {
+            self.changed.notify_all();
         }
     }
 
@@ -242,8 +259,7 @@ impl Producer for DuraProducer {
         loop {
             match state.queue.offer_unsynced(payload) {
                 Ok(seq) => {
-                    drop(state);
-                    self.shared.changed.notify_all();
+                    self.shared.publish_change(state);
                     return Ok(Receipt::new(Some(seq), Durability::Written));
                 }
                 Err(duraqueue::Error::Full { needed, free }) => {
@@ -346,8 +362,7 @@ impl Consumer for DuraConsumer {
             }
             state.queue.poll().map_err(map_error)?;
         }
-        drop(state);
-        self.shared.changed.notify_all();
+        self.shared.publish_change(state);
         Ok(())
     }
 
@@ -358,8 +373,7 @@ impl Consumer for DuraConsumer {
         let mut state = self.shared.lock();
         let seq = self.settle(&mut state, tag)?;
         state.given_back.insert(seq);
-        drop(state);
-        self.shared.changed.notify_all();
+        self.shared.publish_change(state);
         Ok(())
     }
 
@@ -381,7 +395,6 @@ impl Drop for DuraConsumer {
             state.in_flight.remove(&seq);
             state.given_back.insert(seq);
         }
-        drop(state);
-        self.shared.changed.notify_all();
+        self.shared.publish_change(state);
     }
 }
