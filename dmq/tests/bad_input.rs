@@ -9,10 +9,7 @@
 //! re-runs itself under `unshare --user --map-root-user --mount`, and fails saying so when
 //! neither is possible.
 
-mod support {
-    #![allow(dead_code)]
-    include!("support/hostile.rs");
-}
+use mq_testkit::hostile as support;
 
 use std::path::Path;
 

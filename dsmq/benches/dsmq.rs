@@ -482,26 +482,7 @@ fn memory(plan: &Plan, python: Option<&Path>, python_err: Option<&str>) -> Scena
 }
 
 fn print(sc: &Scenario, took: Duration) {
-    println!("\n{} — {} ({took:.1?})", sc.name, sc.title);
-    for r in &sc.rows {
-        let mut line = format!("  {}: {:.1} {}", r.measure, r.value, r.unit);
-        if let (Some(b), Some(v), Some(x)) = (&r.baseline, r.baseline_value, r.ratio) {
-            line += &format!("; floor {v:.1} ({b}): {x:.2}×");
-        }
-        if let (Some(b), Some(v), Some(x)) = (&r.original, r.original_value, r.original_ratio) {
-            line += &format!("; original {v:.1} ({b}): {x:.2}×");
-        }
-        if let (Some(t), Some(p)) = (&r.target, r.pass) {
-            line += &format!("; target {t}: {}", if p { "met" } else { "NOT met" });
-        }
-        println!("{line}");
-    }
-    for n in &sc.notes {
-        println!("  note: {n}");
-    }
-    for s in &sc.skipped {
-        println!("  skipped: {s}");
-    }
+    println!("\n{sc}  ({took:.1?})");
 }
 
 fn main() {

@@ -9,10 +9,7 @@
 //! full-disk cases mount a small tmpfs as root; without root they re-run themselves under
 //! `unshare --user --map-root-user --mount`, and fail saying so when neither is possible.
 
-mod support {
-    #![allow(dead_code)]
-    include!("support/hostile.rs");
-}
+use mq_testkit::hostile as support;
 
 use std::path::Path;
 

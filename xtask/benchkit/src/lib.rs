@@ -212,6 +212,49 @@ impl Row {
     }
 }
 
+/// One line per row, note and skipped baseline, under a `name — title` line: what a bench
+/// prints on its console.
+impl std::fmt::Display for Scenario {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{} — {}", self.name, self.title)?;
+        for row in &self.rows {
+            writeln!(f, "  {row}")?;
+        }
+        for note in &self.notes {
+            writeln!(f, "  note: {note}")?;
+        }
+        for skipped in &self.skipped {
+            writeln!(f, "  skipped: {skipped}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `measure: value unit; floor …: ratio×; original …: ratio×; target …: met`.
+impl std::fmt::Display for Row {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {:.1} {}", self.measure, self.value, self.unit)?;
+        if let (Some(name), Some(value), Some(ratio)) =
+            (&self.baseline, self.baseline_value, self.ratio)
+        {
+            write!(f, "; floor {value:.1} ({name}): {ratio:.2}×")?;
+        }
+        if let (Some(name), Some(value), Some(ratio)) =
+            (&self.original, self.original_value, self.original_ratio)
+        {
+            write!(f, "; original {value:.1} ({name}): {ratio:.2}×")?;
+        }
+        if let (Some(target), Some(pass)) = (&self.target, self.pass) {
+            write!(
+                f,
+                "; target {target}: {}",
+                if pass { "met" } else { "NOT met" }
+            )?;
+        }
+        Ok(())
+    }
+}
+
 fn ratio(value: f64, baseline: f64) -> Option<f64> {
     (baseline.is_finite() && baseline != 0.0 && value.is_finite()).then(|| value / baseline)
 }
@@ -243,6 +286,21 @@ mod tests {
         assert_eq!(back.scenarios[0].rows[0].ratio, Some(0.5));
         assert_eq!(back.scenarios[0].rows[0].better, Better::Lower);
         assert_eq!(back.scenarios[0].skipped.len(), 1);
+    }
+
+    #[test]
+    fn a_scenario_prints_a_line_per_row() {
+        let mut scenario = Scenario::new("s", "S");
+        scenario.rows.push(
+            Row::new("m", 3.0, "msg/s", Better::Higher)
+                .floor("f", 2.0)
+                .target("t", true),
+        );
+        scenario.skipped.push("peer: not installed".into());
+        assert_eq!(
+            scenario.to_string(),
+            "s — S\n  m: 3.0 msg/s; floor 2.0 (f): 1.50×; target t: met\n  skipped: peer: not installed\n"
+        );
     }
 
     #[test]
