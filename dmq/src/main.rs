@@ -43,9 +43,10 @@ struct Cli {
     #[arg(short = 'q', value_name = "BASE", default_value = "q")]
     base: PathBuf,
     /// Framing of a queue this command creates (default newlines); for an existing queue,
-    /// the framing it must have (another one is an error).
+    /// the framing it must have (another one is an error). `checked` (ours, not the
+    /// original's) adds a length and a CRC-32C to every record, so damage is detected.
     #[arg(short = 'm', value_name = "MODE",
-          value_parser = ["nulls", "newlines", "frames", "raw"])]
+          value_parser = ["nulls", "newlines", "frames", "raw", "checked"])]
     mode: Option<String>,
     /// Stop after COUNT messages (reader) or send COUNT messages (writer).
     #[arg(short = 'n', value_name = "COUNT")]

@@ -886,8 +886,8 @@ pub struct Reader {
 }
 
 /// Why `position` is not the end of a record of `file` (`None` when it is). Delimited
-/// framings: the byte before it is the delimiter. Frames: the chain of length fields from
-/// byte 0 reaches it exactly (one sequential read of the file up to `position`).
+/// framings: the byte before it is the delimiter. Frames and checked: the chain of length
+/// fields from byte 0 reaches it exactly (one sequential read of the file up to `position`).
 fn off_boundary(framing: Framing, file: &File, position: u64) -> io::Result<Option<String>> {
     if position == 0 {
         return Ok(None);
@@ -903,19 +903,24 @@ fn off_boundary(framing: Framing, file: &File, position: u64) -> io::Result<Opti
             )
         }));
     }
+    // Length-prefixed framings: a little-endian length field that counts the whole record.
+    let (field, header) = match framing {
+        Framing::Checked => (4, format::CHECKED_HEADER as u64),
+        _ => (2, 2),
+    };
     let mut reader = io::BufReader::with_capacity(64 * 1024, file);
     let mut at = 0u64;
     while at < position {
-        if position - at < 2 {
+        if position - at < header {
             break;
         }
-        let mut len = [0u8; 2];
-        reader.read_exact(&mut len)?;
-        let len = u64::from(u16::from_le_bytes(len));
-        if len < 2 {
+        let mut len = [0u8; 4];
+        reader.read_exact(&mut len[..field])?;
+        let len = u64::from(u32::from_le_bytes(len));
+        if len < header {
             return Ok(Some(format!("the frame at offset {at} has length {len}")));
         }
-        reader.seek_relative(len as i64 - 2)?;
+        reader.seek_relative(len as i64 - field as i64)?;
         at += len;
     }
     Ok((at != position).then(|| format!("the frame chain from byte 0 passes it at {at}")))

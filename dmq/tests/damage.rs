@@ -7,7 +7,8 @@
 //! whole written records, or an error naming the file and the offset (or, for the map, the
 //! field at its offset), never a panic and never a hang (a watchdog bounds each case).
 //!
-//! What the format can and cannot detect (it has no checksums, as the C original's):
+//! What the C original's framings can and cannot detect (they have no checksums; the
+//! checked framing, ours, has one and is swept by its own test below):
 //!
 //! - **Truncation** (a torn write) is always detected, in every framing: the records wholly
 //!   before the cut are delivered, the partial one never is (`TornRecord { file, offset }`
@@ -505,6 +506,55 @@ fn every_bit_flip_of_a_newlines_queue_is_detected_or_confined() {
 #[test]
 fn every_bit_flip_of_a_frames_queue_is_detected_or_confined() {
     flip_sweep(Framing::Frames);
+}
+
+/// The checked framing (ours): every flip of an unread record is refused with an error
+/// naming the file and the offset. The only flips without an error leave what is read a
+/// prefix of what was written: a flip in a consumed record (nothing readable changes), or a
+/// length field flipped upwards in the write target, which reads as a record still being
+/// written (the reader waits there, as it would for a writer's torn write).
+#[test]
+fn every_bit_flip_of_a_checked_queue_is_detected() {
+    let built = build(Framing::Checked);
+    let watchdog = Watchdog::new();
+    let (mut cases, mut intact, mut rejected, mut waiting) = (0, 0, 0, 0);
+    for (file, path) in built.paths().iter().enumerate().take(2) {
+        for offset in 0..built.files[file].len() {
+            for bit in 0..8 {
+                let what = format!("checked: bit {bit} of byte {offset} of {}", path.display());
+                watchdog.case(&what);
+                built.restore();
+                let mut damaged = built.files[file].clone();
+                damaged[offset] ^= 1 << bit;
+                std::fs::write(path, &damaged).expect("damage");
+                let (got, error) = read_all(&built);
+                cases += 1;
+                assert!(
+                    built.unread().starts_with(&got),
+                    "{what}: delivered records that were not written: {got:?} ({error:?})"
+                );
+                match &error {
+                    Some(error) => {
+                        assert_named(error, &built, &what);
+                        rejected += 1;
+                    }
+                    None if got == built.unread() => intact += 1,
+                    None => waiting += 1,
+                }
+            }
+        }
+    }
+    eprintln!(
+        "dmq checked flips: {cases} cases, {intact} intact, {rejected} rejected with an error \
+         naming file and offset, {waiting} read as a record still being written, 0 accepted \
+         with changed content"
+    );
+    assert!(rejected > 0, "the sweep detected nothing");
+}
+
+#[test]
+fn every_truncation_of_a_checked_queue_gives_whole_records_only() {
+    truncation_sweep(Framing::Checked);
 }
 
 #[test]

@@ -108,6 +108,7 @@ fn fresh_map_and_data_bytes_follow_the_tables() {
         Framing::Newlines,
         Framing::Frames,
         Framing::Raw,
+        Framing::Checked,
     ] {
         let (_d, base, q) = fresh(framing);
         let map = fs::read(file(&base, "map")).unwrap();
@@ -133,6 +134,11 @@ fn fresh_map_and_data_bytes_follow_the_tables() {
             Framing::Newlines => b"abc\ndefgh\n",
             Framing::Frames => &[5, 0, b'a', b'b', b'c', 7, 0, b'd', b'e', b'f', b'g', b'h'],
             Framing::Raw => b"abcdefgh",
+            // Length (payload + 8) and CRC-32C (0x364b3fb7, 0xb5546d6f), little-endian.
+            Framing::Checked => &[
+                11, 0, 0, 0, 183, 63, 75, 54, b'a', b'b', b'c', //
+                13, 0, 0, 0, 111, 109, 84, 181, b'd', b'e', b'f', b'g', b'h',
+            ],
         };
         assert_eq!(data, want, "{framing}");
         for mode in [0o600] {
@@ -521,7 +527,7 @@ fn d11_bad_maps_are_refused_with_the_reason() {
     for (offset, value, what) in [
         (0usize, 5i32, "readtarget"),
         (4, -1, "writetarget"),
-        (12, 4, "mode"),
+        (12, 5, "mode"),
     ] {
         let mut bad = good.clone();
         bad[offset..offset + 4].copy_from_slice(&value.to_le_bytes());

@@ -470,7 +470,7 @@ mod tests {
     fn dmq_urls_are_checked_part_by_part() {
         assert_eq!(
             reason("dmq:///tmp/q?framing=lines"),
-            "parameter `framing`: `lines` is not one of newlines, newline, nulls, nul, frames, raw"
+            "parameter `framing`: `lines` is not one of newlines, newline, nulls, nul, frames, checked, raw"
         );
         assert_eq!(
             reason("dmq:///tmp/q?durability=disk"),

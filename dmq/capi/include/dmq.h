@@ -32,6 +32,12 @@
 #define MODE_RAW 3
 
 /**
+ * Framing: a 4-byte little-endian length (payload + 8) and a CRC-32C of the payload before
+ * each record (ours; the C original does not know it).
+ */
+#define MODE_CHECKED 4
+
+/**
  * Mode of `dmq_init` for an existing queue: use the framing stored in its map (a new queue
  * gets newlines).
  */

@@ -38,6 +38,9 @@ pub const MODE_NEWLINES: c_int = 1;
 pub const MODE_FRAMES: c_int = 2;
 /// Framing: bare bytes, no boundaries (write-only).
 pub const MODE_RAW: c_int = 3;
+/// Framing: a 4-byte little-endian length (payload + 8) and a CRC-32C of the payload before
+/// each record (ours; the C original does not know it).
+pub const MODE_CHECKED: c_int = 4;
 /// Mode of `dmq_init` for an existing queue: use the framing stored in its map (a new queue
 /// gets newlines).
 pub const MODE_DEFAULT: c_int = -1;

@@ -209,6 +209,8 @@ fn dmq(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MODE_NEWLINES", 1)?;
     m.add("MODE_FRAMES", 2)?;
     m.add("MODE_RAW", 3)?;
+    // Ours: a length and a CRC-32C per record (the C original does not know it).
+    m.add("MODE_CHECKED", 4)?;
     m.add("MODE_DEFAULT", -1)?;
     Ok(())
 }

@@ -48,6 +48,7 @@ pub(crate) fn parse(raw: &str, url: &url::Url) -> Result<Target> {
             ("nulls", Framing::Nulls),
             ("nul", Framing::Nulls),
             ("frames", Framing::Frames),
+            ("checked", Framing::Checked),
             ("raw", Framing::Raw),
         ],
     )?;

@@ -8,7 +8,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    let framing = Framing::from_mode(i32::from(mode % 4)).expect("0..=3 are modes");
+    let framing = Framing::from_mode(i32::from(mode % 5)).expect("0..=4 are modes");
     if framing == Framing::Raw {
         // Raw files have no boundaries: asking is an error, never a guess.
         assert!(decode_record(framing, rest).is_err());
@@ -26,9 +26,13 @@ fuzz_target!(|data: &[u8]| {
                 len,
             }) => {
                 assert!(len > 0 && at + len <= rest.len(), "record past the buffer");
-                // The framing's bytes are a prefix (frames) or a suffix (delimiters).
+                // The framing's bytes are a prefix (frames, checked) or a suffix (delimiters).
                 assert_eq!(payload_len + framing.overhead(), len);
-                assert_eq!(start, if framing == Framing::Frames { 2 } else { 0 });
+                let prefix = match framing.delimiter() {
+                    Some(_) => 0,
+                    None => framing.overhead(),
+                };
+                assert_eq!(start, prefix);
                 let record = &rest[at..at + len];
                 let payload = &record[start..start + payload_len];
                 let mut again = Vec::new();
@@ -41,6 +45,12 @@ fuzz_target!(|data: &[u8]| {
                 let tail = &rest[at..];
                 match framing.delimiter() {
                     Some(d) => assert!(!tail.contains(&d)),
+                    None if framing == Framing::Checked => assert!(
+                        tail.len() < 8
+                            || tail.len()
+                                < u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]])
+                                    as usize
+                    ),
                     None => assert!(
                         tail.len() < 2
                             || tail.len() < usize::from(u16::from_le_bytes([tail[0], tail[1]]))
@@ -56,7 +66,7 @@ fuzz_target!(|data: &[u8]| {
     //    decode back to the same payloads, in order.
     let payloads: Vec<&[u8]> = match framing.delimiter() {
         Some(d) => rest.split(|&b| b == d).collect(),
-        None => rest.chunks(usize::from(mode / 4) + 1).collect(),
+        None => rest.chunks(usize::from(mode / 5) + 1).collect(),
     };
     let mut file = Vec::new();
     for p in &payloads {
