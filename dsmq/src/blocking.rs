@@ -242,8 +242,10 @@ impl Client {
             topic: String::new(),
         })?;
         match self.reply() {
+            // 1001 (going away): a server shutting down, ours or Python's, may close with it;
+            // Python servers may also drop the connection without a close frame.
             Err(Error::Closed {
-                code: 1000 | 1005 | 1006,
+                code: 1000 | 1001 | 1005 | 1006,
                 ..
             }) => Ok(()),
             Err(e) => Err(e),

@@ -342,7 +342,10 @@ impl Client {
         .await?;
         self.awaiting = true;
         match self.reply().await {
-            Err(Error::Closed { code: 1000, .. }) => Ok(()),
+            // 1001 (going away): a server shutting down, ours or Python's, may close with it.
+            Err(Error::Closed {
+                code: 1000 | 1001, ..
+            }) => Ok(()),
             // Python servers drop the connection without a close frame.
             Err(Error::Closed {
                 code: 1005 | 1006, ..

@@ -526,15 +526,15 @@ fn paths_and_segments_this_user_may_not_use_are_permission_denied() {
             if command == "send" {
                 args.push("x");
             }
-            let mut child = Command::new(&exe)
-                .args(&args)
+            let mut cmd = Command::new(&exe);
+            cmd.args(&args)
                 .uid(65534)
                 .gid(65534)
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap();
+                .stderr(Stdio::piped());
+            // The fresh copy may be busy for a moment (see `mq_testkit::hostile::spawn`).
+            let mut child = mq_testkit::hostile::spawn(&mut cmd).unwrap();
             let start = Instant::now();
             while child.try_wait().unwrap().is_none() {
                 if start.elapsed() > PATIENCE {

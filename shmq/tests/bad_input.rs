@@ -15,12 +15,11 @@ fn shmq_cmd() -> Command {
 /// Runs `cmd`, failing the test if it takes longer than 30 s.
 fn run(mut cmd: Command) -> Output {
     let start = Instant::now();
-    let mut child = cmd
-        .stdin(std::process::Stdio::null())
+    cmd.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run shmq");
+        .stderr(std::process::Stdio::piped());
+    // A copied binary may be busy for a moment (see `mq_testkit::hostile::spawn`).
+    let mut child = mq_testkit::hostile::spawn(&mut cmd).expect("run shmq");
     loop {
         if child.try_wait().unwrap().is_some() {
             return child.wait_with_output().unwrap();

@@ -86,7 +86,7 @@ pub fn run_with(
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {bin}: {e}"));
+    let mut child = spawn(&mut cmd).unwrap_or_else(|e| panic!("spawn {bin}: {e}"));
     if let Some(input) = stdin {
         use std::io::Write;
         let mut pipe = child.stdin.take().expect("stdin");
@@ -128,6 +128,24 @@ pub fn run_with(
 
 /// A copy of `bin` in `dir/.bin`, which every user may enter (the build directory may not
 /// be); it goes with the test's temporary directory.
+/// Spawns `cmd`, retrying for up to 5 s while its executable is busy (`ETXTBSY`): a binary
+/// a test has just copied can still be open for writing in a child that another test thread
+/// forked meanwhile, until that child's `exec` closes it.
+pub fn spawn(cmd: &mut Command) -> std::io::Result<std::process::Child> {
+    let started = Instant::now();
+    loop {
+        match cmd.spawn() {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::ExecutableFileBusy
+                    && started.elapsed() < Duration::from_secs(5) =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn reachable_copy(bin: &str, dir: &Path) -> PathBuf {
     let dir = dir.join(".bin");
     std::fs::create_dir_all(&dir).expect("a directory for the binary");
