@@ -53,7 +53,7 @@ pub fn read_only(dir: &Path) {
     chmod(dir, 0o555);
 }
 
-/// Runs `bin` with `args` in `dir`, killed (and the test failed) after [`BOUND`]. With
+/// Runs `bin` with `args` in `dir`, killed (and the test failed) after 60 s. With
 /// `unprivileged` and a root test process, the child runs as uid and gid 65534 (from a
 /// copy of the binary its user can reach).
 pub fn run(bin: &str, args: &[String], dir: &Path, unprivileged: bool) -> Run {
