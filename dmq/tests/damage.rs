@@ -29,12 +29,11 @@
 //!   only), and the sweep prints how many flips were accepted undetected.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dmq::format::{OFF_PATHS, PATH_LEN};
 use dmq::{Error, Framing, OpenOptions, Queue};
+use mq_testkit::watchdog::Watchdog;
 
 /// Records of the first batch (in `q0`) and of the second (in `q1`).
 const FIRST: [&str; 5] = [
@@ -218,58 +217,6 @@ fn assert_named(error: &Error, built: &Built, what: &str) {
 /// skipping some at the start).
 fn is_run_of_written(got: &[Vec<u8>], all: &[Vec<u8>]) -> bool {
     got.is_empty() || (0..all.len()).any(|i| all[i..].starts_with(got))
-}
-
-/// A watchdog: if one case runs longer than the bound, the test process fails naming it.
-struct Watchdog {
-    case: Arc<Mutex<String>>,
-    started: Arc<AtomicU64>,
-    epoch: Instant,
-}
-
-impl Watchdog {
-    const BOUND: Duration = Duration::from_secs(20);
-
-    fn new() -> Watchdog {
-        let case = Arc::new(Mutex::new(String::new()));
-        let started = Arc::new(AtomicU64::new(0));
-        let epoch = Instant::now();
-        let (c, s) = (Arc::clone(&case), Arc::clone(&started));
-        std::thread::spawn(move || {
-            loop {
-                std::thread::sleep(Duration::from_millis(500));
-                let started = s.load(Ordering::Relaxed);
-                if started == u64::MAX {
-                    return;
-                }
-                let since = (epoch.elapsed().as_millis() as u64).saturating_sub(started);
-                if since > Self::BOUND.as_millis() as u64 {
-                    let case = c.lock().map(|c| c.clone()).unwrap_or_default();
-                    eprintln!("hang: `{case}` ran for more than {:?}", Self::BOUND);
-                    std::process::exit(101);
-                }
-            }
-        });
-        Watchdog {
-            case,
-            started,
-            epoch,
-        }
-    }
-
-    fn case(&self, what: &str) {
-        if let Ok(mut c) = self.case.lock() {
-            what.clone_into(&mut c);
-        }
-        self.started
-            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
-    }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        self.started.store(u64::MAX, Ordering::Relaxed);
-    }
 }
 
 #[derive(Default)]
