@@ -11,27 +11,9 @@
 
 use mq_testkit::hostile as support;
 
-use std::path::Path;
-
-use support::{Expect, TEMP_MODE, check, full_disk, run};
+use support::{Case, Expect, args as s, check, full_disk, path_in as at, run};
 
 const BIN: &str = env!("CARGO_BIN_EXE_dmq");
-
-struct Case {
-    name: &'static str,
-    /// Prepares the directory; returns the arguments.
-    setup: fn(&Path) -> Vec<String>,
-    expect: Expect,
-    unprivileged: bool,
-}
-
-fn s(args: &[&str]) -> Vec<String> {
-    args.iter().map(|a| (*a).to_owned()).collect()
-}
-
-fn at(dir: &Path, rest: &str) -> String {
-    dir.join(rest).display().to_string()
-}
 
 fn cases() -> Vec<Case> {
     vec![
@@ -152,13 +134,7 @@ fn cases() -> Vec<Case> {
 
 #[test]
 fn bad_input_gives_a_clear_error_and_a_non_zero_exit() {
-    for case in cases() {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        support::chmod(dir.path(), TEMP_MODE);
-        let args = (case.setup)(dir.path());
-        let out = run(BIN, &args, dir.path(), case.unprivileged);
-        check(case.name, &out, &case.expect);
-    }
+    support::run_cases(BIN, cases());
 }
 
 /// Writes numbers until the disk is full, reads back every one that was accepted, then

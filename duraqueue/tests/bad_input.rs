@@ -13,25 +13,9 @@ use mq_testkit::hostile as support;
 
 use std::path::Path;
 
-use support::{Expect, TEMP_MODE, check, full_disk, run};
+use support::{Case, Expect, args as s, check, full_disk, path_in as at, run};
 
 const BIN: &str = env!("CARGO_BIN_EXE_duraqueue");
-
-struct Case {
-    name: &'static str,
-    /// Prepares the directory; returns the arguments.
-    setup: fn(&Path) -> Vec<String>,
-    expect: Expect,
-    unprivileged: bool,
-}
-
-fn s(args: &[&str]) -> Vec<String> {
-    args.iter().map(|a| (*a).to_owned()).collect()
-}
-
-fn at(dir: &Path, rest: &str) -> String {
-    dir.join(rest).display().to_string()
-}
 
 /// Creates `q` in `dir` with a 64 KiB ring in `format`.
 fn create(dir: &Path, format: &str) -> String {
@@ -179,13 +163,7 @@ fn cases() -> Vec<Case> {
 
 #[test]
 fn bad_input_gives_a_clear_error_and_a_non_zero_exit() {
-    for case in cases() {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        support::chmod(dir.path(), TEMP_MODE);
-        let args = (case.setup)(dir.path());
-        let out = run(BIN, &args, dir.path(), case.unprivileged);
-        check(case.name, &out, &case.expect);
-    }
+    support::run_cases(BIN, cases());
 }
 
 /// Fills the rest of the file system under `dir` with one file.

@@ -30,6 +30,39 @@ pub struct Run {
     pub stderr: String,
 }
 
+/// One bad-input case of a command: how to prepare its directory and what it must end in.
+pub struct Case {
+    /// Named in a failure.
+    pub name: &'static str,
+    /// Prepares the directory; returns the arguments.
+    pub setup: fn(&Path) -> Vec<String>,
+    /// What the command must end in.
+    pub expect: Expect,
+    /// Run as uid/gid 65534 when the tests run as root.
+    pub unprivileged: bool,
+}
+
+/// Runs every case with `bin`, each in a fresh directory, and [`check`]s how it ended.
+pub fn run_cases(bin: &str, cases: Vec<Case>) {
+    for case in cases {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        chmod(dir.path(), TEMP_MODE);
+        let args = (case.setup)(dir.path());
+        let out = run(bin, &args, dir.path(), case.unprivileged);
+        check(case.name, &out, &case.expect);
+    }
+}
+
+/// The owned arguments of a command line.
+pub fn args(args: &[&str]) -> Vec<String> {
+    args.iter().map(|a| (*a).to_owned()).collect()
+}
+
+/// `rest` under `dir`, as a command-line argument.
+pub fn path_in(dir: &Path, rest: &str) -> String {
+    dir.join(rest).display().to_string()
+}
+
 /// What a case must end in.
 pub enum Expect {
     /// Exit code 2 and a usage message naming this flag (or text).
